@@ -1,0 +1,285 @@
+"""Fast sequence kernels: the time loop of one layer, with a hand-written backward pass.
+
+Why a custom ``autograd.Function``: the input projection of all T steps is one GEMM done by the
+caller; per step only ``h @ W_hh`` remains, followed by one pointwise update. Autograd through a
+Python loop would record ~20 nodes per step; here the forward saves the gate activations and
+the backward runs its own loop (one GEMM per step for ``dh``) and computes ``dW_hh`` with a single
+GEMM over all steps at the end.
+
+The pointwise update is pluggable (:class:`TorchPointwise`, or the fused C kernels of
+:mod:`memory_agents.cells._native` when they could be built); both compute the same
+equations as the step-by-step cells in :mod:`memory_agents.cells.cells`.
+
+Resets: ``keep`` is a (T, B, 1) float mask, 0 where the state is zeroed before step t. It
+multiplies the carried state, so episode boundaries never leave the fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import CellConfig
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What the pointwise kernels need to know about a layer (hashable, cheap to pass)."""
+
+    hidden_size: int
+    num_gates: int
+    cumax_main: bool
+    auxiliary_gate: str  # "none" | "refine" | "master"
+    coupled: bool
+
+    @classmethod
+    def from_config(cls, config: CellConfig, hidden_size: int) -> "KernelSpec":
+        return cls(
+            hidden_size=hidden_size,
+            num_gates=config.num_gates,
+            cumax_main=config.main_gate_activation == "cumax",
+            auxiliary_gate=config.auxiliary_gate,
+            coupled=config.input_gate == "coupled",
+        )
+
+    @property
+    def has_aux(self) -> bool:
+        return self.auxiliary_gate != "none"
+
+
+# ------------------------------------------------------------------------------ gate algebra
+def _gate_forward(spec: KernelSpec, f: torch.Tensor, aux: torch.Tensor | None) -> torch.Tensor:
+    if spec.auxiliary_gate == "refine":  # g = f + (2r - 1) f (1 - f)
+        return torch.addcmul(f, aux * 2.0 - 1.0, f * (1.0 - f))
+    if spec.auxiliary_gate == "master":  # g = f - (1 - m) f (1 - f)
+        return torch.addcmul(f, aux - 1.0, f * (1.0 - f))
+    return f
+
+
+def _gate_backward(spec: KernelSpec, dg, f, aux, dz_f, dz_aux) -> None:
+    """Write d(pre-activation) of the main and auxiliary gates given dL/dg."""
+    ff = f * (1.0 - f)
+    if spec.auxiliary_gate == "refine":
+        # dg/df = 1 + (2r-1)(1-2f), dg/dr = 2 f (1-f)
+        df = dg * (1.0 + (aux * 2.0 - 1.0) * (1.0 - 2.0 * f))
+        torch.mul(dg * ff, 2.0 * aux * (1.0 - aux), out=dz_aux)
+    elif spec.auxiliary_gate == "master":
+        # dg/df = 1 - (1-m)(1-2f), dg/dm = f (1-f)
+        df = dg * (1.0 - (1.0 - aux) * (1.0 - 2.0 * f))
+        torch.mul(dg * ff, aux * (1.0 - aux), out=dz_aux)
+    else:
+        df = dg
+    if spec.cumax_main:
+        # f = cumsum(s), s = softmax(z): ds_k = sum_{j>=k} df_j; dz = s (ds - <ds, s>).
+        s = torch.diff(f, dim=-1, prepend=torch.zeros_like(f[:, :1]))
+        ds = torch.flip(torch.cumsum(torch.flip(df, [-1]), -1), [-1])
+        torch.mul(s, ds - (ds * s).sum(-1, keepdim=True), out=dz_f)
+    else:
+        torch.mul(df, ff, out=dz_f)
+
+
+class TorchPointwise:
+    """The per-step pointwise updates in plain PyTorch ops (any dtype, any device)."""
+
+    name = "torch"
+
+    # -- LSTM family: act blocks [f, aux?, i?, o, u] ----------------------------------------
+    @staticmethod
+    def lstm_forward(spec: KernelSpec, z, act, c_prev, c_out, h_out) -> None:
+        H, G = spec.hidden_size, spec.num_gates
+        start = H if spec.cumax_main else 0
+        torch.sigmoid(z[:, start : (G - 1) * H], out=act[:, start : (G - 1) * H])
+        if spec.cumax_main:
+            torch.cumsum(torch.softmax(z[:, :H], -1), -1, out=act[:, :H])
+        u = torch.tanh(z[:, (G - 1) * H :], out=act[:, (G - 1) * H :])
+        f = act[:, :H]
+        aux = act[:, H : 2 * H] if spec.has_aux else None
+        g = _gate_forward(spec, f, aux)
+        o = act[:, (G - 2) * H : (G - 1) * H]
+        if spec.coupled:  # c = g c + (1 - g) u = u + g (c - u)
+            torch.addcmul(u, g, c_prev - u, out=c_out)
+        else:
+            i = act[:, (G - 3) * H : (G - 2) * H]
+            torch.addcmul(i * u, g, c_prev, out=c_out)
+        torch.mul(o, torch.tanh(c_out), out=h_out)
+
+    @staticmethod
+    def lstm_backward(spec: KernelSpec, act, c, c_prev, dh, dc, dz) -> torch.Tensor:
+        """Fill dz (B, G*H) from dL/dh_t and dL/dc_t (carried); return dL/dc_{t-1}."""
+        H, G = spec.hidden_size, spec.num_gates
+        f = act[:, :H]
+        aux = act[:, H : 2 * H] if spec.has_aux else None
+        o = act[:, (G - 2) * H : (G - 1) * H]
+        u = act[:, (G - 1) * H :]
+        tc = torch.tanh(c)
+        torch.mul(dh * tc, o * (1.0 - o), out=dz[:, (G - 2) * H : (G - 1) * H])
+        dc = torch.addcmul(dc, dh * o, 1.0 - tc * tc)
+        g = _gate_forward(spec, f, aux)
+        if spec.coupled:
+            dg = dc * (c_prev - u)
+            du = dc * (1.0 - g)
+        else:
+            i = act[:, (G - 3) * H : (G - 2) * H]
+            dg = dc * c_prev
+            du = dc * i
+            torch.mul(dc * u, i * (1.0 - i), out=dz[:, (G - 3) * H : (G - 2) * H])
+        torch.mul(du, 1.0 - u * u, out=dz[:, (G - 1) * H :])
+        _gate_backward(spec, dg, f, aux, dz[:, :H], dz[:, H : 2 * H] if spec.has_aux else None)
+        return dc * g
+
+    # -- GRU family: act blocks [f, aux?, s, n] ---------------------------------------------
+    @staticmethod
+    def gru_forward(spec: KernelSpec, xw, a, h_prev, act, h_out) -> None:
+        H, G = spec.hidden_size, spec.num_gates
+        start = H if spec.cumax_main else 0
+        zs = xw[:, : (G - 1) * H] + a[:, : (G - 1) * H]
+        torch.sigmoid(zs[:, start:], out=act[:, start : (G - 1) * H])
+        if spec.cumax_main:
+            torch.cumsum(torch.softmax(zs[:, :H], -1), -1, out=act[:, :H])
+        s = act[:, (G - 2) * H : (G - 1) * H]
+        n = torch.tanh(torch.addcmul(xw[:, (G - 1) * H :], s, a[:, (G - 1) * H :]), out=act[:, (G - 1) * H :])
+        f = act[:, :H]
+        g = _gate_forward(spec, f, act[:, H : 2 * H] if spec.has_aux else None)
+        torch.addcmul(n, g, h_prev - n, out=h_out)  # h = g h_prev + (1 - g) n
+
+    @staticmethod
+    def gru_backward(spec: KernelSpec, act, a_n, h_prev, dh, da, dxw_n) -> torch.Tensor:
+        """Fill da (B, G*H: grad of W_hh h + b_hh) and dxw_n (grad of the candidate's input
+        pre-activation); the other blocks of d(xw) equal da's. Return the direct dL/dh_{t-1}."""
+        H, G = spec.hidden_size, spec.num_gates
+        f = act[:, :H]
+        aux = act[:, H : 2 * H] if spec.has_aux else None
+        s = act[:, (G - 2) * H : (G - 1) * H]
+        n = act[:, (G - 1) * H :]
+        g = _gate_forward(spec, f, aux)
+        dg = dh * (h_prev - n)
+        torch.mul(dh * (1.0 - g), 1.0 - n * n, out=dxw_n)
+        torch.mul(dxw_n, s, out=da[:, (G - 1) * H :])
+        torch.mul(dxw_n * a_n, s * (1.0 - s), out=da[:, (G - 2) * H : (G - 1) * H])
+        _gate_backward(spec, dg, f, aux, da[:, :H], da[:, H : 2 * H] if spec.has_aux else None)
+        return dh * g
+
+
+# ------------------------------------------------------------------------------ time loops
+def _select_pointwise(xw: torch.Tensor):
+    from . import _native  # late import: the native kernels are optional
+
+    return _native.pointwise_for(xw) or TorchPointwise
+
+
+def lstm_loop(spec, xw, h0, c0, weight_hh, keep, save: bool, pointwise=None):
+    """Run the LSTM-family recurrence. Returns (ys, cs, acts or None)."""
+    pw = pointwise or _select_pointwise(xw)
+    T, B, GH = xw.shape
+    H = spec.hidden_size
+    ys = xw.new_empty(T, B, H)
+    cs = xw.new_empty(T, B, H)
+    acts = xw.new_empty(T, B, GH) if save else xw.new_empty(1, B, GH)
+    h, c = h0, c0
+    w_t = weight_hh.t()
+    keeps = keep.unbind(0) if keep is not None else None
+    for t, x_t in enumerate(xw.unbind(0)):
+        if keeps is not None:
+            h = h * keeps[t]
+            c = c * keeps[t]
+        z = torch.addmm(x_t, h, w_t)
+        pw.lstm_forward(spec, z, acts[t if save else 0], c, cs[t], ys[t])
+        h, c = ys[t], cs[t]
+    return ys, cs, (acts if save else None)
+
+
+def gru_loop(spec, xw, h0, weight_hh, hidden_bias, keep, save: bool, pointwise=None):
+    """Run the GRU-family recurrence. Returns (ys, acts or None, a_n or None)."""
+    pw = pointwise or _select_pointwise(xw)
+    T, B, GH = xw.shape
+    H = spec.hidden_size
+    ys = xw.new_empty(T, B, H)
+    acts = xw.new_empty(T, B, GH) if save else xw.new_empty(1, B, GH)
+    a_ns = xw.new_empty(T, B, H) if save else None
+    h = h0
+    w_t = weight_hh.t()
+    keeps = keep.unbind(0) if keep is not None else None
+    for t, x_t in enumerate(xw.unbind(0)):
+        if keeps is not None:
+            h = h * keeps[t]
+        a = torch.addmm(hidden_bias, h, w_t) if hidden_bias is not None else h @ w_t
+        pw.gru_forward(spec, x_t, a, h, acts[t if save else 0], ys[t])
+        if save:
+            a_ns[t].copy_(a[:, (spec.num_gates - 1) * H :])
+        h = ys[t]
+    return ys, (acts if save else None), a_ns
+
+
+def _previous(states: torch.Tensor, first: torch.Tensor, keep) -> torch.Tensor:
+    """(T, B, H) of the state entering each step: [first, states[:-1]], masked by resets."""
+    prev = torch.cat([first.unsqueeze(0), states[:-1]], 0)
+    return prev * keep if keep is not None else prev
+
+
+class LSTMSequence(torch.autograd.Function):
+    """(xw, h0, c0, W_hh, keep) -> (ys, c_T) for the LSTM family, with a hand-written BPTT."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, weight_hh, keep, spec, pointwise):
+        ys, cs, acts = lstm_loop(spec, xw, h0, c0, weight_hh, keep, save=True, pointwise=pointwise)
+        ctx.spec, ctx.pointwise = spec, pointwise
+        ctx.save_for_backward(h0, c0, weight_hh, keep, ys, cs, acts)
+        return ys, cs[-1]
+
+    @staticmethod
+    def backward(ctx, dys, dc_last):
+        h0, c0, weight_hh, keep, ys, cs, acts = ctx.saved_tensors
+        spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
+        T, B, _ = acts.shape
+        dys = dys if dys is not None else torch.zeros_like(ys)
+        dz_all = torch.empty_like(acts)
+        dh = torch.zeros_like(h0)
+        dc = dc_last.clone() if dc_last is not None else torch.zeros_like(c0)
+        c_prev_all = _previous(cs, c0, keep)
+        keeps = keep.unbind(0) if keep is not None else None
+        for t in range(T - 1, -1, -1):
+            dh = dh + dys[t]
+            dc = pw.lstm_backward(spec, acts[t], cs[t], c_prev_all[t], dh, dc, dz_all[t])
+            dh = dz_all[t] @ weight_hh
+            if keeps is not None:
+                dh = dh * keeps[t]
+                dc = dc * keeps[t]
+        h_prev_all = _previous(ys, h0, keep)
+        GH, H = acts.shape[-1], ys.shape[-1]
+        d_weight_hh = dz_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
+        return dz_all, dh, dc, d_weight_hh, None, None, None
+
+
+class GRUSequence(torch.autograd.Function):
+    """(xw, h0, W_hh, b_hh, keep) -> ys for the GRU family, with a hand-written BPTT."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, weight_hh, hidden_bias, keep, spec, pointwise):
+        ys, acts, a_ns = gru_loop(spec, xw, h0, weight_hh, hidden_bias, keep, save=True, pointwise=pointwise)
+        ctx.spec, ctx.pointwise = spec, pointwise
+        ctx.has_hidden_bias = hidden_bias is not None
+        ctx.save_for_backward(h0, weight_hh, keep, ys, acts, a_ns)
+        return ys
+
+    @staticmethod
+    def backward(ctx, dys):
+        h0, weight_hh, keep, ys, acts, a_ns = ctx.saved_tensors
+        spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
+        T, B, GH = acts.shape
+        H = spec.hidden_size
+        da_all = torch.empty_like(acts)
+        dxn_all = torch.empty_like(ys)
+        h_prev_all = _previous(ys, h0, keep)
+        dh = torch.zeros_like(h0)
+        keeps = keep.unbind(0) if keep is not None else None
+        for t in range(T - 1, -1, -1):
+            dh = dh + dys[t]
+            direct = pw.gru_backward(spec, acts[t], a_ns[t], h_prev_all[t], dh, da_all[t], dxn_all[t])
+            dh = torch.addmm(direct, da_all[t], weight_hh)
+            if keeps is not None:
+                dh = dh * keeps[t]
+        d_xw = torch.cat([da_all[..., : GH - H], dxn_all], -1)
+        d_weight_hh = da_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
+        d_hidden_bias = da_all.sum((0, 1)) if ctx.has_hidden_bias else None
+        return d_xw, dh, d_weight_hh, d_hidden_bias, None, None, None

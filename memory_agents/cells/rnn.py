@@ -1,0 +1,284 @@
+"""The sequence layer (a stack of gated cells run by the fast kernels) and its factories."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import _native
+from .cells import GatedGRUCell, GatedLSTMCell
+from .config import CellConfig, available_cells, resolve_config
+from .kernels import GRUSequence, KernelSpec, LSTMSequence, gru_loop, lstm_loop
+
+
+class GatedRNN(nn.Module):
+    r"""A multi-layer gated RNN with the paper's gate variants, interface of ``torch.nn.LSTM``.
+
+    Each layer is a :class:`~memory_agents.cells.cells.GatedLSTMCell` or
+    :class:`~memory_agents.cells.cells.GatedGRUCell` (their docstrings give the equations). The
+    forward pass projects the inputs of all time steps with one matrix multiply, then runs the
+    recurrence in a fast kernel with a hand-written backward (:mod:`memory_agents.cells.kernels`).
+
+    Args:
+        config: the cell's :class:`~memory_agents.cells.config.CellConfig`.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout: as in ``torch.nn.LSTM``
+            (dropout is applied to the outputs of every layer but the last, in training mode).
+        name: the preset name, for ``repr``.
+
+    Inputs: ``input, state=None, resets=None``
+        - **input**: (B, T, I) if ``batch_first`` else (T, B, I); (T, I) for one unbatched sequence.
+        - **state**: ``(h, c)`` for the LSTM family, ``(h,)`` for the GRU family, each
+          (num_layers, B, H); zeros if omitted.
+        - **resets**: bool, (B, T) if ``batch_first`` else (T, B): where true, the state of every
+          layer is zeroed *before* step t (episode boundaries inside a sequence).
+
+    Outputs: ``output, state``
+        - **output**: (B, T, H) if ``batch_first`` else (T, B, H): the last layer's h at each step.
+        - **state**: the final state, same structure and shapes as the input state.
+
+    Examples::
+
+        >>> rnn = build_rnn("ur-lstm", input_size=1, hidden_size=256, batch_first=True)
+        >>> y, (h, c) = rnn(torch.randn(8, 100, 1))
+        >>> y.shape, h.shape
+        (torch.Size([8, 100, 256]), torch.Size([1, 8, 256]))
+    """
+
+    def __init__(
+        self,
+        config: CellConfig,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        name: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.config = config
+        self.name = name or "custom"
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        cell_class = GatedLSTMCell if config.family == "lstm" else GatedGRUCell
+        self.cells = nn.ModuleList(
+            cell_class(input_size if layer == 0 else hidden_size, hidden_size, config, bias)
+            for layer in range(num_layers)
+        )
+        if bias is False and config.auxiliary_gate == "refine" and config.refine_bias == "tied_negative":
+            raise ValueError("refine_bias='tied_negative' needs bias=True (the tie is on the forget bias)")
+        self._spec = KernelSpec.from_config(config, hidden_size)
+
+    @property
+    def is_lstm(self) -> bool:
+        return self.config.family == "lstm"
+
+    @property
+    def num_state_tensors(self) -> int:
+        """2 for the LSTM family ``(h, c)``, 1 for the GRU family ``(h,)``."""
+        return 2 if self.is_lstm else 1
+
+    @staticmethod
+    def backend() -> str:
+        """Which pointwise kernel runs float32 on the CPU: ``"native"`` (fused C) or ``"torch"``."""
+        return _native.backend_name()
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> tuple[torch.Tensor, ...]:
+        weight = self.cells[0].weight_hh
+        zeros = torch.zeros(self.num_layers, batch_size, self.hidden_size, device=device or weight.device,
+                            dtype=dtype or weight.dtype)
+        return tuple(zeros.clone() for _ in range(self.num_state_tensors))
+
+    # ------------------------------------------------------------------------------ checking
+    def _prepare(self, input, state, resets):
+        if not isinstance(input, torch.Tensor):
+            raise ValueError(f"input must be a torch.Tensor, got {type(input).__name__}")
+        unbatched = input.dim() == 2
+        if input.dim() not in (2, 3):
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(f"input must have shape {layout} (or (T, input_size) unbatched), got {tuple(input.shape)}")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"input has {input.shape[-1]} features in its last dimension, expected input_size={self.input_size}")
+        if not input.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor, got {input.dtype}")
+        x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
+        T, B = x.shape[0], x.shape[1]
+        if T == 0:
+            raise ValueError("input has no time steps (T = 0)")
+        if state is None:
+            state = self.initial_state(B, input.device, input.dtype)
+        else:
+            if isinstance(state, torch.Tensor):
+                state = (state,)
+            state = tuple(state)
+            if len(state) != self.num_state_tensors:
+                kind = "(h, c)" if self.is_lstm else "(h,)"
+                raise ValueError(f"state must be a tuple {kind} for the {self.config.family.upper()} family, got {len(state)} tensors")
+            if unbatched:
+                state = tuple(s.unsqueeze(1) for s in state)
+            want = (self.num_layers, B, self.hidden_size)
+            for s in state:
+                if tuple(s.shape) != want:
+                    raise ValueError(f"each state tensor must have shape (num_layers, B, H) = {want}, got {tuple(s.shape)}")
+        keep = None
+        if resets is not None:
+            resets = torch.as_tensor(resets, device=input.device)
+            if unbatched:
+                resets = resets.unsqueeze(1)
+            elif self.batch_first:
+                resets = resets.transpose(0, 1) if resets.dim() == 2 else resets
+            if tuple(resets.shape) != (T, B):
+                layout = "(B, T)" if self.batch_first else "(T, B)"
+                raise ValueError(f"resets must have shape {layout} matching the input, got {tuple(resets.shape)}")
+            keep = (~resets.bool()).to(x.dtype).unsqueeze(-1)
+        return x, state, keep, unbatched
+
+    # ------------------------------------------------------------------------------ forward
+    def _run_layer(self, layer: int, x, state, keep, save_gates: bool = False):
+        cell = self.cells[layer]
+        xw = F.linear(x, cell.weight_ih, cell.effective_bias())
+        h0 = state[0][layer]
+        needs_grad = torch.is_grad_enabled() and (
+            xw.requires_grad or any(s.requires_grad for s in state) or cell.weight_hh.requires_grad
+        )
+        if self.is_lstm:
+            c0 = state[1][layer]
+            if needs_grad and not save_gates:
+                ys, c_last = LSTMSequence.apply(xw, h0, c0, cell.weight_hh, keep, self._spec, None)
+                return ys, (ys[-1], c_last), None
+            ys, cs, acts = lstm_loop(self._spec, xw, h0, c0, cell.weight_hh, keep, save=save_gates)
+            return ys, (ys[-1], cs[-1]), acts
+        hidden_bias = cell.hidden_bias()
+        if needs_grad and not save_gates:
+            ys = GRUSequence.apply(xw, h0, cell.weight_hh, hidden_bias, keep, self._spec, None)
+            return ys, (ys[-1],), None
+        ys, acts, _ = gru_loop(self._spec, xw, h0, cell.weight_hh, hidden_bias, keep, save=save_gates)
+        return ys, (ys[-1],), acts
+
+    def forward(self, input, state=None, resets=None):
+        x, state, keep, unbatched = self._prepare(input, state, resets)
+        finals = []
+        for layer in range(self.num_layers):
+            x, final, _ = self._run_layer(layer, x, state, keep)
+            finals.append(final)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        new_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.num_state_tensors))
+        if unbatched:
+            return x.squeeze(1), tuple(s.squeeze(1) for s in new_state)
+        return (x.transpose(0, 1) if self.batch_first else x), new_state
+
+    @torch.no_grad()
+    def gate_trace(self, input, state=None, resets=None, layer: int = -1) -> dict[str, torch.Tensor]:
+        """Gate activations of one layer (default: the last) over a sequence.
+
+        Returns a dict of tensors in the input's layout ((B, T, H) if ``batch_first``):
+        ``"f"`` the main gate, ``"r"`` the refine gate or ``"m"`` the master gate where
+        present, ``"g"`` the effective gate (equal to f without an auxiliary gate), and
+        ``"i"`` the input gate where it is separate. Timescales are ``1 / (1 - g)``.
+        """
+        x, state, keep, unbatched = self._prepare(input, state, resets)
+        layer = range(self.num_layers)[layer]
+        for k in range(layer + 1):
+            out, _, acts = self._run_layer(k, x, state, keep, save_gates=(k == layer))
+            x = out
+        H = self.hidden_size
+        names = self.config.gate_names
+        trace = {name: acts[..., j * H : (j + 1) * H] for j, name in enumerate(names) if name in ("f", "r", "m", "i")}
+        aux = trace.get("r", trace.get("m"))
+        f = trace["f"]
+        if self.config.auxiliary_gate == "refine":
+            trace["g"] = f + (2 * aux - 1) * f * (1 - f)
+        elif self.config.auxiliary_gate == "master":
+            trace["g"] = f - (1 - aux) * f * (1 - f)
+        else:
+            trace["g"] = f
+        fix = (lambda t: t.squeeze(1)) if unbatched else ((lambda t: t.transpose(0, 1)) if self.batch_first else (lambda t: t))
+        return {k: fix(v).contiguous() for k, v in trace.items()}
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"num_layers={self.num_layers}, batch_first={self.batch_first}, dropout={self.dropout}")
+
+
+def build_rnn(
+    name: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bias: bool = True,
+    batch_first: bool = False,
+    dropout: float = 0.0,
+    **options,
+) -> GatedRNN:
+    """Build the preset ``name`` (see :func:`available_cells`), with ``options`` overriding its
+    :class:`~memory_agents.cells.config.CellConfig` fields (e.g. ``refine_bias="independent"``,
+    ``chrono_tmax=784``).
+
+    Raises ``ValueError`` naming the bad argument and the valid choices.
+    """
+    config = resolve_config(name, **options)
+    return GatedRNN(config, input_size, hidden_size, num_layers, bias, batch_first, dropout, name=name.lower())
+
+
+# torch block order -> ours: nn.LSTM stacks (i, f, g, o), we stack (f, i, o, u);
+# nn.GRU stacks (r, z, n), we stack (f=z, s=r, n).
+_LSTM_FROM_TORCH = (1, 0, 3, 2)
+_GRU_FROM_TORCH = (1, 0, 2)
+
+
+def _permute_blocks(tensor: torch.Tensor, order: Sequence[int], hidden_size: int) -> torch.Tensor:
+    blocks = tensor.split(hidden_size, dim=0)
+    return torch.cat([blocks[k] for k in order], 0)
+
+
+def from_torch(module: nn.Module) -> GatedRNN:
+    """The ``lstm`` / ``gru`` preset with ``module``'s weights: identical outputs and states.
+
+    Accepts ``torch.nn.LSTM`` (without ``proj_size``) and ``torch.nn.GRU``, unidirectional.
+    """
+    if isinstance(module, nn.LSTM):
+        preset, order = "lstm", _LSTM_FROM_TORCH
+        if module.proj_size:
+            raise ValueError("from_torch does not support nn.LSTM with proj_size > 0")
+    elif isinstance(module, nn.GRU):
+        preset, order = "gru", _GRU_FROM_TORCH
+    else:
+        raise ValueError(f"from_torch expects torch.nn.LSTM or torch.nn.GRU, got {type(module).__name__}")
+    if module.bidirectional:
+        raise ValueError("from_torch does not support bidirectional RNNs")
+    rnn = build_rnn(preset, module.input_size, module.hidden_size, module.num_layers, module.bias,
+                    module.batch_first, module.dropout)
+    H = module.hidden_size
+    ref = next(module.parameters())
+    rnn.to(device=ref.device, dtype=ref.dtype)
+    with torch.no_grad():
+        for layer, cell in enumerate(rnn.cells):
+            w_ih = getattr(module, f"weight_ih_l{layer}")
+            w_hh = getattr(module, f"weight_hh_l{layer}")
+            cell.weight_ih.copy_(_permute_blocks(w_ih, order, H))
+            cell.weight_hh.copy_(_permute_blocks(w_hh, order, H))
+            if not module.bias:
+                continue
+            b_ih = getattr(module, f"bias_ih_l{layer}")
+            b_hh = getattr(module, f"bias_hh_l{layer}")
+            if preset == "lstm":
+                cell.bias.copy_(_permute_blocks(b_ih + b_hh, order, H))
+            else:  # the candidate's hidden bias sits inside the reset gate's product
+                summed = b_ih + torch.cat([b_hh[: 2 * H], torch.zeros_like(b_hh[2 * H :])])
+                cell.bias.copy_(_permute_blocks(summed, order, H))
+                cell.bias_hn.copy_(b_hh[2 * H :])
+    return rnn
+
+
+__all__ = ["GatedRNN", "build_rnn", "from_torch", "available_cells"]
