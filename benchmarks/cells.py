@@ -1,0 +1,161 @@
+"""Throughput of every cell preset against torch.nn.LSTM / torch.nn.GRU, CPU, float32.
+
+Tokens per second (batch x time steps) for the forward pass (no grad) and for forward+backward,
+at three shapes (sequential MNIST, language model, RL with resets) and one env-runner step
+(T = 1, B = 8), at 1 and 2 torch threads, medians over repeats after warm-up, all in one process.
+
+    OMP_NUM_THREADS=1 python benchmarks/cells.py                  # everything (~15-25 min)
+    python benchmarks/cells.py --presets ur-lstm,lstm --shapes lm --threads 1 --repeats 3
+
+Writes ``benchmarks/results/cells.json`` and prints a table with the ratio to the torch module
+of the same family. ``torch.nn.LSTM`` cannot reset its state inside a sequence, so at the RL
+shape it runs without resets (ours with them): the comparison favours torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from memory_agents.cells import available_cells, build_rnn  # noqa: E402
+from memory_agents.cells import _native  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    batch: int
+    steps: int
+    inputs: int
+    hidden: int
+    resets: bool
+
+
+SHAPES = {
+    "smnist": Shape("smnist", 64, 784, 1, 256, False),
+    "lm": Shape("lm", 64, 128, 256, 256, False),
+    "rl": Shape("rl", 32, 128, 64, 256, True),
+    "step": Shape("step", 8, 1, 64, 256, False),
+}
+
+
+def _median_seconds(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(module: torch.nn.Module, shape: Shape, ours: bool, repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape.steps, shape.batch, shape.inputs, generator=g)
+    resets = (torch.rand(shape.steps, shape.batch, generator=g) < 1 / 60) if (shape.resets and ours) else None
+    kwargs = {"resets": resets} if resets is not None else {}
+    tokens = shape.steps * shape.batch
+    # A single step is microseconds: time a batch of calls so the clock resolution doesn't matter.
+    inner = 200 if shape.steps == 1 else 1
+
+    def forward():
+        with torch.no_grad():
+            for _ in range(inner):
+                module(x, **kwargs)
+
+    def train():
+        for _ in range(inner):
+            module.zero_grad(set_to_none=True)
+            y, _ = module(x, **kwargs)
+            y.sum().backward()
+
+    warmup = 2 if shape.steps > 1 else 3
+    forward_s = _median_seconds(forward, repeats, warmup) / inner
+    train_s = _median_seconds(train, repeats, warmup) / inner
+    return {"forward_tokens_per_s": tokens / forward_s, "train_tokens_per_s": tokens / train_s,
+            "forward_ms": forward_s * 1e3, "train_ms": train_s * 1e3}
+
+
+def run(presets, shapes, threads_list, repeats) -> list[dict]:
+    rows = []
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        for shape_name in shapes:
+            shape = SHAPES[shape_name]
+            torch.manual_seed(0)
+            baselines = {
+                "lstm": torch.nn.LSTM(shape.inputs, shape.hidden),
+                "gru": torch.nn.GRU(shape.inputs, shape.hidden),
+            }
+            base = {fam: measure(mod, shape, False, repeats) for fam, mod in baselines.items()}
+            for fam, result in base.items():
+                rows.append({"threads": threads, "shape": shape_name, "module": f"torch.nn.{fam.upper()}",
+                             **result, "forward_ratio": 1.0, "train_ratio": 1.0})
+                print(_format(rows[-1]), flush=True)
+            for preset in presets:
+                module = build_rnn(preset, shape.inputs, shape.hidden)
+                result = measure(module, shape, True, repeats)
+                ref = base["gru" if module.config.family == "gru" else "lstm"]
+                rows.append({"threads": threads, "shape": shape_name, "module": preset, **result,
+                             "forward_ratio": result["forward_tokens_per_s"] / ref["forward_tokens_per_s"],
+                             "train_ratio": result["train_tokens_per_s"] / ref["train_tokens_per_s"]})
+                print(_format(rows[-1]), flush=True)
+    return rows
+
+
+def _format(row: dict) -> str:
+    return (f"{row['threads']:>2}  {row['shape']:<7} {row['module']:<16} "
+            f"fwd {row['forward_tokens_per_s']:>10,.0f} tok/s ({row['forward_ratio']:.2f}x)   "
+            f"fwd+bwd {row['train_tokens_per_s']:>10,.0f} tok/s ({row['train_ratio']:.2f}x)")
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| threads | shape | module | forward tok/s | × torch | fwd+bwd tok/s | × torch |",
+             "|---:|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['threads']} | {r['shape']} | {r['module']} | {r['forward_tokens_per_s']:,.0f} | "
+                     f"{r['forward_ratio']:.2f} | {r['train_tokens_per_s']:,.0f} | {r['train_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", default=",".join(available_cells()), help="comma-separated presets")
+    parser.add_argument("--shapes", default="smnist,lm,rl,step", help=f"comma-separated, from {list(SHAPES)}")
+    parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "cells.json"))
+    args = parser.parse_args(argv)
+    presets = [p for p in args.presets.split(",") if p]
+    shapes = [s for s in args.shapes.split(",") if s]
+    for s in shapes:
+        if s not in SHAPES:
+            parser.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
+    threads = [int(t) for t in args.threads.split(",")]
+    print(f"pointwise backend: {_native.backend_name()} ({_native.backend_reason()})", flush=True)
+    rows = run(presets, shapes, threads, args.repeats)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "backend": _native.backend_name(), "repeats": args.repeats,
+            "shapes": {k: asdict(SHAPES[k]) for k in shapes},
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print()
+    print(markdown(rows))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
