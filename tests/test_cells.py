@@ -404,3 +404,43 @@ def test_cell_classes_are_single_steps():
     assert h.shape == c.shape == (2, 5)
     (h,) = GatedGRUCell(3, 5, PRESETS["ur-gru"])(torch.randn(2, 3), (torch.zeros(2, 5),))
     assert h.shape == (2, 5)
+
+
+# ---------------------------------------------------------------- native kernels: build, fallback
+def _fresh_process(code: str, **env):
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+PROBE = (
+    "import time, torch; t = time.time();"
+    "from memory_agents.cells import build_rnn; from memory_agents.cells import _native;"
+    "rnn = build_rnn('ur-lstm', 2, 8); y, _ = rnn(torch.randn(3, 2, 2)); y.sum().backward();"
+    "print(_native.backend_name(), round(time.time() - t, 1), '|', _native.backend_reason())"
+)
+
+
+def test_native_kernels_build_in_a_fresh_cache_in_seconds(tmp_path):
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler on this machine")
+    out = _fresh_process(PROBE, MEMORY_AGENTS_CACHE=str(tmp_path))
+    backend, seconds = out.split()[:2]
+    assert backend == "native", out
+    assert float(seconds) < 30, out  # compiling must not add minutes to a first call
+    assert list(tmp_path.glob("pointwise-*.so"))
+
+
+def test_fallback_to_pytorch_when_no_compiler(tmp_path):
+    out = _fresh_process(PROBE, MEMORY_AGENTS_CACHE=str(tmp_path), CC="/nonexistent/cc")
+    assert out.startswith("torch"), out
+    assert "native kernels unavailable" in out and "using PyTorch ops" in out
+    out = _fresh_process(PROBE, MEMORY_AGENTS_NATIVE="0")
+    assert out.startswith("torch") and "MEMORY_AGENTS_NATIVE=0" in out
