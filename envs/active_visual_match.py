@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import numpy as np
+
+from envs import cells
+from envs.three_phase import NORTH
+from envs.visual_match import VisualMatchEnv
+
+# Phase 1, as released: two 2x5 rooms joined by a 3-cell opening. The colour replaces one of
+# the 26 wall cells (#); the agent starts on one of the 10 cells of the lower room (s).
+ACTIVE_EXPLORE_ROOM = (
+    "  #######  ",
+    "  #.....#  ",
+    "  #.....#  ",
+    "  ##...##  ",
+    "  #sssss#  ",
+    "  #sssss#  ",
+    "  #######  ",
+)
+WALL_CELLS = cells.cells_marked(ACTIVE_EXPLORE_ROOM, "#")
+START_CELLS = cells.cells_marked(ACTIVE_EXPLORE_ROOM, "s")
+
+
+class ActiveVisualMatchEnv(VisualMatchEnv):
+    """
+    ## Description
+
+    Active Visual Match (Hung et al. 2018, "Optimizing agent behavior over long time scales
+    by transporting value"; the 2-D pycolab release) tests memory *and* the credit assignment
+    of an exploratory action. Three phases in three rooms, each lasting its full length:
+
+    1. **explore** (`explore_steps`, default 15): two small rooms joined by an opening. A
+       square of one of three colours (red, green, blue, drawn per episode) replaces one of
+       the 26 wall cells, uniformly; it is impassable and pays nothing. The agent starts on
+       one of the 10 cells of the lower room, uniformly, so with the 5x5 window the colour is
+       in sight at the start in a third of episodes (86 of the 260 layouts; the release says
+       roughly 30%): the agent must look for it.
+    2. **distractor** (`distractor_steps`, default 90; the delay): an apple room. Apples pay
+       reward; the colour is never shown.
+    3. **reward** (`reward_steps`, default 15): three squares, one of each colour. Touching
+       the square of the phase-1 colour gives `final_reward` (10); another gives
+       `wrong_reward` (0). The first touch counts; all squares then vanish.
+
+    ## Mission Space
+
+    "remember the colour, then touch the square of that colour"
+
+    ## Action Space
+
+    Default (`view="top_down"`, the release's actions; no no-op):
+
+    | Num | Name  | Action          |
+    |-----|-------|-----------------|
+    | 0   | north | Move up         |
+    | 1   | south | Move down       |
+    | 2   | west  | Move left       |
+    | 3   | east  | Move right      |
+
+    With `view="egocentric"` (minigrid's first three actions; the agent starts each phase
+    facing north):
+
+    | Num | Name    | Action       |
+    |-----|---------|--------------|
+    | 0   | left    | Turn left    |
+    | 1   | right   | Turn right   |
+    | 2   | forward | Move forward |
+
+    ## Observation Encoding
+
+    A `Box(0, 255, (view_size, view_size, 3), uint8)` RGB image, one pixel per cell, in the
+    release's palette (floor (204, 204, 204), wall (26, 26, 26), agent (229, 149, 110),
+    apple (140, 179, 0)); the three colours are pure red, green and blue.
+
+    - `view="top_down"` (default, `view_size` 5): the release's window centred on the agent,
+      north up, padded with floor outside the room.
+    - `view="egocentric"` (`view_size` 7): minigrid's partial view, turned so the agent (at
+      the bottom centre) looks up; padded with walls; walls do not occlude.
+
+    The default is the release's setup: with a 5x5 window the colour must be searched for
+    (a 7-cell egocentric view would make the search a different problem), and a single image
+    Box is what an RLlib RLModule encodes with a small CNN (or, flattened to 75 values, an
+    MLP); divide by 255 in the model. `envs.wrappers.MinigridObsWrapper` gives minigrid's
+    dict form instead (`image` as `(OBJECT_IDX, COLOR_IDX, STATE)` triples, `direction`,
+    `mission`).
+
+    `info["phase"]` (1, 2 or 3) is the phase of the returned observation; a step's reward
+    belongs to the phase its action was taken in.
+
+    ## Rewards
+
+    - Each apple picked in phase 2: `apple_reward` (default 1; a pair such as `(1, 10)`
+      draws one of the two per episode, as in the release's training setup). Apples respawn
+      `apple_respawn_steps` (20) steps after they are picked.
+    - The first square touched in phase 3: `final_reward` (10) if it has the phase-1 colour,
+      else `wrong_reward` (0).
+
+    At the last step `info["last_phase_reward"]` holds the phase-3 reward (10 correct, 0 wrong
+    or none; chance 10/3) and `info["success"]` 1.0 if the correct colour was touched first,
+    else 0.0. The total return mixes in apples and is not the metric.
+
+    ## Termination
+
+    The episode is truncated after exactly `explore_steps + distractor_steps + reward_steps`
+    steps (120 by default) and never ends earlier (`terminated` is always False).
+
+    ## Registered Configurations
+
+    - `memory_agents/ActiveVisualMatch-v0` (delay 90, the release's default)
+    - `memory_agents/ActiveVisualMatch-Delay15-v0`
+    - `memory_agents/ActiveVisualMatch-Delay30-v0`
+    - `memory_agents/ActiveVisualMatch-Delay60-v0`
+
+    Every constant is a keyword argument of `gym.make`: `explore_steps`, `distractor_steps`
+    (0 allowed), `reward_steps`, `num_apples` (0-22), `apple_reward`, `apple_respawn_steps`
+    (None: never), `final_reward`, `wrong_reward`, `shuffle_colours` (default True: the
+    squares' order is drawn per episode; False: red, green, blue from the left, fixed as in
+    the release), `view`, `view_size`.
+    """
+
+    def _explore_room(self) -> tuple[np.ndarray, tuple[int, int], int]:
+        codes = cells.parse_map(ACTIVE_EXPLORE_ROOM)
+        codes[WALL_CELLS[int(self.np_random.integers(len(WALL_CELLS)))]] = cells.COLOUR_WALL[
+            self._target
+        ]
+        start = START_CELLS[int(self.np_random.integers(len(START_CELLS)))]
+        return codes, start, NORTH
