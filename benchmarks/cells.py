@@ -135,13 +135,28 @@ def _format(row: dict) -> str:
             f"fwd+bwd {row['train_tokens_per_s']:>10,.0f} tok/s ({row['train_ratio']:.2f}x)")
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| threads | shape | module | forward tok/s | × torch | fwd+bwd tok/s | × torch |",
-             "|---:|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['threads']} | {r['shape']} | {r['module']} | {r['forward_tokens_per_s']:,.0f} | "
-                     f"{r['forward_ratio']:.2f} | {r['train_tokens_per_s']:,.0f} | {r['train_ratio']:.2f} |")
-    return "\n".join(lines)
+def readme_tables(rows: list[dict]) -> str:
+    """Compact pivot for the README: one table per thread count, ratios to torch per shape."""
+    out = []
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    for threads in sorted({r["threads"] for r in rows}):
+        sel = [r for r in rows if r["threads"] == threads]
+        head = "| module | " + " | ".join(f"{s} fwd | {s} fwd+bwd" for s in shapes) + " |"
+        out += [f"**{threads} thread{'s' if threads > 1 else ''}** — tokens/s of the torch modules, then ratios to them "
+                "(≥ 1 is faster):", "", head, "|---|" + "---:|" * (2 * len(shapes))]
+        for module in dict.fromkeys(r["module"] for r in sel):
+            cells = []
+            for shape in shapes:
+                match = [r for r in sel if r["module"] == module and r["shape"] == shape]
+                if not match:
+                    cells += ["", ""]
+                elif module.startswith("torch."):
+                    cells += [f"{match[0]['forward_tokens_per_s']:,.0f}", f"{match[0]['train_tokens_per_s']:,.0f}"]
+                else:
+                    cells += [f"{match[0]['forward_ratio']:.2f}×", f"{match[0]['train_ratio']:.2f}×"]
+            out.append(f"| {module} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv=None) -> None:
@@ -151,7 +166,11 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "cells.json"))
+    parser.add_argument("--readme-from", metavar="JSON", help="print the README tables of an earlier run and exit")
     args = parser.parse_args(argv)
+    if args.readme_from:
+        print(readme_tables(json.loads(Path(args.readme_from).read_text())["rows"]))
+        return
     presets = [p for p in args.presets.split(",") if p]
     shapes = [s for s in args.shapes.split(",") if s]
     for s in shapes:
@@ -168,7 +187,7 @@ def main(argv=None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print()
-    print(markdown(rows))
+    print(readme_tables(rows))
     print(f"\nwrote {out}")
 
 
