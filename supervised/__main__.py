@@ -1,0 +1,3 @@
+from supervised.cli import main
+
+main()
