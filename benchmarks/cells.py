@@ -99,7 +99,7 @@ def measure_pair(ours: torch.nn.Module, reference: torch.nn.Module, shape: Shape
     return results
 
 
-def run(presets, shapes, threads_list, repeats) -> list[dict]:
+def run(presets, shapes, threads_list, repeats, on_row=lambda rows: None) -> list[dict]:
     rows = []
     for threads in threads_list:
         torch.set_num_threads(threads)
@@ -126,6 +126,7 @@ def run(presets, shapes, threads_list, repeats) -> list[dict]:
                              "reference_forward_tokens_per_s": ref["forward_tokens_per_s"],
                              "reference_train_tokens_per_s": ref["train_tokens_per_s"]})
                 print(_format(rows[-1]), flush=True)
+                on_row(rows)
     return rows
 
 
@@ -178,14 +179,17 @@ def main(argv=None) -> None:
             parser.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
     threads = [int(t) for t in args.threads.split(",")]
     print(f"pointwise backend: {_native.backend_name()} ({_native.backend_reason()})", flush=True)
-    rows = run(presets, shapes, threads, args.repeats)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "backend": _native.backend_name(), "repeats": args.repeats,
             "shapes": {k: asdict(SHAPES[k]) for k in shapes},
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+    def save(rows):  # after every row: an interrupted run keeps what it measured
+        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+    rows = run(presets, shapes, threads, args.repeats, on_row=save)
     print()
     print(readme_tables(rows))
     print(f"\nwrote {out}")
