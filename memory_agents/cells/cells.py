@@ -186,8 +186,7 @@ class GatedGRUCell(_GatedCellBase):
         """The bias of ``W_hh h``: zero except ``b_hn`` in the candidate block."""
         if self.bias_hn is None:
             return None
-        zeros = self.bias_hn.new_zeros((self.config.num_gates - 1) * self.hidden_size)
-        return torch.cat([zeros, self.bias_hn])
+        return nn.functional.pad(self.bias_hn, ((self.config.num_gates - 1) * self.hidden_size, 0))
 
     def gates(self, x: torch.Tensor, state: tuple[torch.Tensor]) -> dict[str, torch.Tensor]:
         (h,) = state

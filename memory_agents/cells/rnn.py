@@ -11,7 +11,9 @@ from torch.nn import functional as F
 from . import _native
 from .cells import GatedGRUCell, GatedLSTMCell
 from .config import CellConfig, available_cells, resolve_config
-from .kernels import GRUSequence, KernelSpec, LSTMSequence, gru_loop, lstm_loop
+from .kernels import (
+    GRUSequence, KernelSpec, LSTMSequence, gru_inference, gru_loop, lstm_inference, lstm_loop,
+)
 
 
 class GatedRNN(nn.Module):
@@ -146,11 +148,22 @@ class GatedRNN(nn.Module):
     # ------------------------------------------------------------------------------ forward
     def _run_layer(self, layer: int, x, state, keep, save_gates: bool = False):
         cell = self.cells[layer]
-        xw = F.linear(x, cell.weight_ih, cell.effective_bias())
         h0 = state[0][layer]
+        bias = cell.effective_bias()
+        hidden_bias = None if self.is_lstm else cell.hidden_bias()
         needs_grad = torch.is_grad_enabled() and (
-            xw.requires_grad or any(s.requires_grad for s in state) or cell.weight_hh.requires_grad
+            x.requires_grad or any(s.requires_grad for s in state) or any(p.requires_grad for p in cell.parameters())
         )
+        if not needs_grad and not save_gates:  # inference: chunked projection, nothing saved
+            with torch.no_grad():
+                if self.is_lstm:
+                    ys, c_last = lstm_inference(self._spec, x, cell.weight_ih, bias, h0, state[1][layer],
+                                                cell.weight_hh, keep)
+                    return ys, (ys[-1], c_last), None
+                ys = gru_inference(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep)
+                return ys, (ys[-1],), None
+        # One GEMM projects the inputs of all T steps; autograd owns it (dW_ih, dx).
+        xw = F.linear(x, cell.weight_ih, bias)
         if self.is_lstm:
             c0 = state[1][layer]
             if needs_grad and not save_gates:
@@ -158,7 +171,6 @@ class GatedRNN(nn.Module):
                 return ys, (ys[-1], c_last), None
             ys, cs, acts = lstm_loop(self._spec, xw, h0, c0, cell.weight_hh, keep, save=save_gates)
             return ys, (ys[-1], cs[-1]), acts
-        hidden_bias = cell.hidden_bias()
         if needs_grad and not save_gates:
             ys = GRUSequence.apply(xw, h0, cell.weight_hh, hidden_bias, keep, self._spec, None)
             return ys, (ys[-1],), None
