@@ -1,0 +1,165 @@
+"""The `rllib` command line (Ray removed its own after 2.40): train through Tune, evaluate.
+
+Train from a config file (defines `config`, optionally `stop`; a --stop given here wins)::
+
+    rllib train file configs/ppo_passive_match_ur_lstm.py
+    MEMORY_AGENTS_CELL=lstm MEMORY_AGENTS_DELAY=60 MEMORY_AGENTS_SEED=1 \\
+        rllib train file configs/ppo_passive_match_ur_lstm.py --stop '{"num_env_steps_sampled_lifetime": 2e6}'
+
+Train from flags (our recurrent module; `--config` is AlgorithmConfig settings as JSON,
+with `model_config` merged into the module's)::
+
+    rllib train --algo PPO --env memory_agents/PassiveVisualMatch-Delay30-v0 \\
+        --config '{"lr": 3e-4, "model_config": {"cell": "ur-gru"}}' --stop '{"training_iteration": 100}'
+
+Evaluate (no Ray needed)::
+
+    rllib evaluate ~/ray_results/<experiment> --episodes 100 --gif episode.gif
+
+Common options: --storage-path, --experiment-name, --checkpoint-freq, --checkpoint-at-end /
+--no-checkpoint-at-end, --num-samples, --ray-address (run on an existing Ray cluster).
+`python -m memory_agents.cli` is the same program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict, List, Optional
+
+
+def _json_dict(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rllib",
+        description="Train (through Ray Tune) and evaluate recurrent RLlib agents of memory-agents.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train with Ray Tune: `rllib train file CONFIG.py` or `rllib train --algo --env`",
+        description="Train with ray.tune.Tuner. Either `rllib train file CONFIG.py` (the file "
+        "defines `config` and optionally `stop`) or `rllib train --algo PPO --env ID`.",
+    )
+    train.add_argument("target", nargs="*", metavar="file CONFIG.py",
+                       help="`file` followed by the path of a Python config file")
+    train.add_argument("--algo", default="PPO", help="PPO (default), APPO or IMPALA; flag mode only")
+    train.add_argument("--env", help="env id, e.g. memory_agents/PassiveVisualMatch-v0; flag mode only")
+    train.add_argument("--config", type=_json_dict, default=None,
+                       help='AlgorithmConfig settings as JSON, e.g. \'{"lr": 1e-4, '
+                       '"model_config": {"cell": "gru"}}\' (applied after the file)')
+    train.add_argument("--stop", type=_json_dict, default=None,
+                       help='Tune stop criteria as JSON, e.g. \'{"training_iteration": 10}\'')
+    train.add_argument("--storage-path", default=None, help="where results go (default ~/ray_results)")
+    train.add_argument("--experiment-name", default=None, help="folder name under the storage path")
+    train.add_argument("--checkpoint-freq", type=int, default=0,
+                       help="checkpoint every N iterations (0: never, only at the end)")
+    train.add_argument("--checkpoint-at-end", action=argparse.BooleanOptionalAction, default=True,
+                       help="save a checkpoint when a trial stops (default: yes)")
+    train.add_argument("--num-samples", type=int, default=1, help="trials (repeats) of the config")
+    train.add_argument("--ray-address", default=None,
+                       help="address of an existing Ray cluster (default: start Ray locally)")
+    train.add_argument("-v", "--verbose", type=int, default=1, choices=(0, 1, 2),
+                       help="Tune console verbosity")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="run episodes with a checkpoint and print the success rate",
+        description="Load a checkpoint's RLModule (no Ray needed), run episodes carrying the "
+        "recurrent state, print success rate with a 95% interval.",
+    )
+    evaluate.add_argument("checkpoint", help="checkpoint, trial or experiment folder")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--env", default=None, help="env id (default: the one trained on)")
+    evaluate.add_argument("--env-config", type=_json_dict, default=None,
+                          help='env kwargs as JSON, e.g. \'{"distractor_steps": 60}\'')
+    evaluate.add_argument("--seed", type=int, default=0, help="episode i is reset with seed+i")
+    evaluate.add_argument("--explore", action="store_true", help="sample actions (default: greedy)")
+    evaluate.add_argument("--gif", default=None, help="save episode 0 as a GIF (or .mp4)")
+    evaluate.add_argument("--png", default=None, help="save episode 0 as a PNG strip of frames")
+    return parser
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from memory_agents.rllib import train as training
+
+    if args.target:
+        if args.target[0] != "file" or len(args.target) != 2:
+            parser.error("use `rllib train file CONFIG.py` or `rllib train --algo ALGO --env ID`")
+        config, file_stop = training.load_config_file(args.target[1])
+        stop = args.stop if args.stop is not None else file_stop
+    else:
+        if not args.env:
+            parser.error("--env is required without `file CONFIG.py`")
+        from memory_agents.rllib.config import memory_agent_config
+
+        overrides = dict(args.config or {})
+        model_config = dict(overrides.get("model_config") or {})
+        config = memory_agent_config(
+            args.env, algo=args.algo,
+            cell=model_config.pop("cell", "ur-lstm"),
+            hidden_size=model_config.pop("hidden_size", 256),
+            env_config=overrides.get("env_config"),
+        )
+        stop = args.stop
+    training.apply_overrides(config, args.config)
+    training.validate_config(config)
+    print(f"rllib train: {config.algo_class.__name__} on {config.env}, stop={stop}", flush=True)
+    results = training.run_tune(
+        config,
+        stop=stop,
+        storage_path=args.storage_path or training.DEFAULT_STORAGE_PATH,
+        experiment_name=args.experiment_name,
+        num_samples=args.num_samples,
+        checkpoint_freq=args.checkpoint_freq,
+        checkpoint_at_end=args.checkpoint_at_end,
+        ray_address=args.ray_address,
+        verbose=args.verbose,
+    )
+    lines, errors = training.summarize(results)
+    print("\n".join(lines), flush=True)
+    return 1 if errors else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from memory_agents.rllib.evaluate import evaluate_checkpoint
+
+    torch.set_num_threads(1)
+    result = evaluate_checkpoint(
+        args.checkpoint, episodes=args.episodes, env=args.env, env_config=args.env_config,
+        seed=args.seed, explore=args.explore, gif=args.gif, png=args.png,
+    )
+    print(result.summary())
+    for path in (args.gif, args.png):
+        if path:
+            print(f"saved {path}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args, parser)
+        return _evaluate(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Unknown cell, unregistered env, bad checkpoint: one clear line, no traceback.
+        print(f"rllib {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Cell versus cell on Visual Match: success rate against env steps (the paper's RL figure).
+
+    python -m memory_agents.experiments.match --cells lstm,ur-lstm --delays 15,30,60 \\
+        --seeds 3 --timesteps 2000000
+
+Every (cell, delay, seed) is one Ray Tune trial training PPO with `RecurrentCellModule`
+(`memory_agents.rllib.memory_agent_config`), so the grid spreads over a Ray cluster
+unchanged (`--ray-address auto --max-concurrent 0`). Each trial prints one line per
+iteration (steps, training success, greedy evaluation success) while Tune shows its table.
+At the end, in `--out-dir` (default: the experiment folder):
+
+- ``match_curves.csv``: cell, delay, seed, env_steps, train_success, eval_success, ...
+- ``match_success.png``: success rate vs env steps, one panel per delay, a line per cell
+  (mean over seeds) with a band (min..max over seeds); top row training episodes, bottom
+  row greedy evaluation
+- ``match_table.md``: final success (mean ± std over seeds) and env steps to 90%, for both
+
+Re-plot a finished (or interrupted) experiment without training::
+
+    python -m memory_agents.experiments.match --plot-only ~/ray_results/match
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+TASK_IDS = {
+    "passive": "envs:memory_agents/PassiveVisualMatch-v0",
+    "active": "envs:memory_agents/ActiveVisualMatch-v0",
+}
+CURVE_COLUMNS = [
+    "cell", "delay", "seed", "iteration", "env_steps", "train_success",
+    "train_last_phase_reward", "episode_return_mean", "eval_success", "eval_last_phase_reward",
+]
+SUCCESS_TARGET = 0.9
+
+
+@dataclass
+class Args:
+    cells: str = "lstm,ur-lstm"
+    """comma-separated cell names (memory_agents.cells.available_cells())"""
+    delays: str = "15,30,60"
+    """comma-separated distractor_steps"""
+    seeds: int = 3
+    """seeds 0..seeds-1 per (cell, delay)"""
+    timesteps: int = 2_000_000
+    """env steps per trial"""
+    task: str = "passive"
+    """passive or active Visual Match"""
+    hidden_size: int = 128
+    """recurrent hidden size"""
+    num_envs: int = 16
+    """vectorised envs per trial"""
+    lr: float = 5e-4
+    """Adam learning rate"""
+    entropy_coeff: float = 0.01
+    """PPO entropy bonus (the released A2C agent used 0.05)"""
+    eval_interval: int = 5
+    """greedy evaluation every N training iterations"""
+    eval_episodes: int = 32
+    """episodes per evaluation"""
+    storage_path: str = "~/ray_results"
+    """Tune storage folder"""
+    experiment_name: str = "match"
+    """experiment folder name under storage_path"""
+    out_dir: str = ""
+    """where CSV/PNG/table go (default: the experiment folder)"""
+    max_concurrent: int = 1
+    """trials at once (1 on a shared 2-core machine; 0 = as many as resources allow)"""
+    ray_address: str = ""
+    """existing Ray cluster (default: start Ray locally)"""
+    plot_only: str = ""
+    """experiment folder to re-plot without training"""
+
+
+def parse_args(argv: Optional[List[str]] = None) -> Args:
+    parser = argparse.ArgumentParser(
+        prog="python -m memory_agents.experiments.match", description=__doc__.split("\n")[0]
+    )
+    for f in fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, type=type(f.default), default=f.default)
+    return Args(**vars(parser.parse_args(argv)))
+
+
+def _get(result: Dict[str, Any], *keys: str) -> float:
+    for key in keys:
+        if not isinstance(result, dict) or key not in result:
+            return float("nan")
+        result = result[key]
+    return float(result)
+
+
+def train_trial(params: Dict[str, Any]) -> None:
+    """Tune function trainable: PPO on one (cell, delay, seed) for `timesteps` env steps."""
+    import torch
+    from ray import tune
+
+    from memory_agents.rllib import memory_agent_config
+
+    torch.set_num_threads(1)
+    config = memory_agent_config(
+        TASK_IDS[params["task"]],
+        cell=params["cell"],
+        hidden_size=params["hidden_size"],
+        env_config={"distractor_steps": params["delay"]},
+        seed=params["seed"],
+        num_envs_per_env_runner=params["num_envs"],
+        lr=params["lr"],
+        entropy_coeff=params["entropy_coeff"],
+        evaluation_interval=params["eval_interval"],
+        evaluation_episodes=params["eval_episodes"],
+    )
+    algo = config.build_algo()
+    tag = f"[{params['cell']} delay={params['delay']} seed={params['seed']}]"
+    steps, iteration, start = 0, 0, time.time()
+    while steps < params["timesteps"]:
+        result = algo.train()
+        iteration += 1
+        steps = int(_get(result, "env_runners", "num_env_steps_sampled_lifetime"))
+        metrics = {
+            "env_steps": steps,
+            "train_success": _get(result, "env_runners", "success"),
+            "train_last_phase_reward": _get(result, "env_runners", "last_phase_reward"),
+            "episode_return_mean": _get(result, "env_runners", "episode_return_mean"),
+            "eval_success": _get(result, "evaluation", "env_runners", "success"),
+            "eval_last_phase_reward": _get(result, "evaluation", "env_runners", "last_phase_reward"),
+        }
+        print(
+            f"{tag} it {iteration} steps {steps} train_success {metrics['train_success']:.2f} "
+            f"eval_success {metrics['eval_success']:.2f} ({steps / (time.time() - start):.0f} steps/s)",
+            flush=True,
+        )
+        if steps >= params["timesteps"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                algo.save_to_path(tmp)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(metrics)
+    algo.stop()
+
+
+def run_grid(args: Args):
+    """Runs the (cell, delay, seed) grid through Tune; returns the experiment folder."""
+    import torch
+    from ray import tune
+    from ray.rllib.algorithms.ppo import PPO
+
+    from memory_agents.cells import available_cells
+    from memory_agents.rllib import memory_agent_config
+    from memory_agents.rllib.train import init_ray
+
+    torch.set_num_threads(1)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in available_cells()]
+    if unknown:
+        raise ValueError(f"Unknown cells {unknown}; choose from {available_cells()}")
+    delays = [int(d) for d in args.delays.split(",")]
+    # Resources of one trial = those of one PPO algorithm with these settings.
+    probe = memory_agent_config(
+        TASK_IDS[args.task], cell=cells[0], env_config={"distractor_steps": delays[0]},
+        num_envs_per_env_runner=args.num_envs,
+    )
+    trainable = tune.with_resources(train_trial, PPO.default_resource_request(probe))
+    init_ray(args.ray_address or None)
+    param_space = {
+        # Seeds vary slowest, so the first finished trials already compare every cell.
+        "seed": tune.grid_search(list(range(args.seeds))),
+        "delay": tune.grid_search(delays),
+        "cell": tune.grid_search(cells),
+        **{k: getattr(args, k) for k in (
+            "task", "timesteps", "hidden_size", "num_envs", "lr", "entropy_coeff", "eval_interval",
+            "eval_episodes")},
+    }
+    storage = str(Path(os.path.expanduser(args.storage_path)).resolve())
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None),
+        run_config=tune.RunConfig(
+            name=args.experiment_name, storage_path=storage,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    tuner.fit()
+    return Path(storage) / args.experiment_name
+
+
+def collect_curves(experiment_dir: Path):
+    """One row per (trial, iteration) from each trial's params.json and result.json."""
+    import pandas as pd
+
+    rows = []
+    for params_file in sorted(Path(experiment_dir).glob("*/params.json")):
+        params = json.loads(params_file.read_text())
+        result_file = params_file.with_name("result.json")
+        if not result_file.is_file():
+            continue
+        for line in result_file.read_text().splitlines():
+            if not line.strip():
+                continue
+            result = json.loads(line)
+            rows.append({
+                "cell": params["cell"], "delay": params["delay"], "seed": params["seed"],
+                "iteration": result.get("training_iteration"),
+                **{k: result.get(k, np.nan) for k in CURVE_COLUMNS[4:]},
+            })
+    if not rows:
+        raise FileNotFoundError(f"No trial results under {experiment_dir}")
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS).sort_values(
+        ["cell", "delay", "seed", "env_steps"]
+    )
+
+
+def _seed_curves(df, metric: str, grid: np.ndarray) -> np.ndarray:
+    """(seeds, len(grid)) of `metric` interpolated on a common env-step grid (NaN past end)."""
+    curves = []
+    for _, run in df.groupby("seed"):
+        run = run.dropna(subset=[metric])
+        if run.empty:
+            continue
+        x, y = run["env_steps"].to_numpy(float), run[metric].to_numpy(float)
+        curve = np.interp(grid, x, y, left=np.nan, right=np.nan)
+        curves.append(curve)
+    return np.array(curves)
+
+
+METRIC_TITLES = {
+    "train_success": "training episodes (sampled actions, last 100)",
+    "eval_success": "greedy evaluation",
+}
+
+
+def plot_curves(df, path: Path, metrics: List[str]) -> None:
+    """A row of panels (one per delay) per metric; mean over seeds with a min..max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    delays = sorted(df["delay"].unique())
+    fig, axes = plt.subplots(
+        len(metrics), len(delays), figsize=(4.5 * len(delays), 3.4 * len(metrics)), squeeze=False
+    )
+    for row, metric in zip(axes, metrics):
+        for ax, delay in zip(row, delays):
+            part = df[df["delay"] == delay]
+            grid = np.linspace(part["env_steps"].min(), part["env_steps"].max(), 100)
+            for cell, runs in part.groupby("cell"):
+                curves = _seed_curves(runs, metric, grid)
+                if curves.size == 0:
+                    continue
+                with warnings.catch_warnings():  # all-NaN columns past a seed's last step
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean, low, high = (f(curves, 0) for f in (np.nanmean, np.nanmin, np.nanmax))
+                line = ax.plot(grid / 1e6, mean, label=f"{cell} ({len(curves)} seeds)")[0]
+                ax.fill_between(grid / 1e6, low, high, color=line.get_color(), alpha=0.2)
+            ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (1/3)")
+            ax.set(title=f"delay {delay}: {METRIC_TITLES.get(metric, metric)}",
+                   xlabel="env steps (millions)", ylim=(-0.02, 1.02))
+            ax.title.set_fontsize(9)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("success rate")
+    axes[0][-1].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def results_table(df, metric: str) -> str:
+    """Markdown: final success (mean ± std over seeds) and env steps to reach 90%."""
+    lines = [
+        f"| cell | delay | seeds | env steps | final {metric} (mean ± std) | steps to {SUCCESS_TARGET:.0%} (seeds reaching) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (cell, delay), runs in df.groupby(["cell", "delay"]):
+        finals, reach = [], []
+        for _, run in runs.groupby("seed"):
+            run = run.dropna(subset=[metric])
+            if run.empty:
+                continue
+            finals.append(run[metric].iloc[-1])
+            hit = run[run[metric] >= SUCCESS_TARGET]
+            if not hit.empty:
+                reach.append(hit["env_steps"].iloc[0])
+        steps = int(runs["env_steps"].max())
+        reach_text = f"{np.mean(reach):,.0f} ({len(reach)}/{len(finals)})" if reach else f"— (0/{len(finals)})"
+        lines.append(
+            f"| {cell} | {delay} | {len(finals)} | {steps:,} | "
+            f"{np.mean(finals):.2f} ± {np.std(finals):.2f} | {reach_text} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(experiment_dir: Path, out_dir: Path) -> Dict[str, Path]:
+    df = collect_curves(experiment_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = ["train_success"] + (["eval_success"] if df["eval_success"].notna().any() else [])
+    paths = {
+        "csv": out_dir / "match_curves.csv",
+        "png": out_dir / "match_success.png",
+        "table": out_dir / "match_table.md",
+    }
+    df.to_csv(paths["csv"], index=False)
+    plot_curves(df, paths["png"], metrics)
+    paths["table"].write_text("\n\n".join(results_table(df, m) for m in metrics) + "\n")
+    return paths
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.plot_only:
+        experiment_dir = Path(os.path.expanduser(args.plot_only))
+    else:
+        experiment_dir = run_grid(args)
+    out_dir = Path(os.path.expanduser(args.out_dir)) if args.out_dir else experiment_dir
+    paths = write_report(experiment_dir, out_dir)
+    print(paths["table"].read_text())
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""Evaluate a trained recurrent agent from a checkpoint, without Ray (`rllib evaluate`).
+
+    rllib evaluate ~/ray_results/my_exp --episodes 100 --gif episode.gif
+
+The path may be an Algorithm checkpoint (``checkpoint_000009``), the RLModule folder inside
+it, a Tune trial folder or an experiment folder (the newest checkpoint below it is used).
+The module is loaded with `RLModule.from_checkpoint`; episodes run one at a time, carrying
+the recurrent state from step to step, with greedy actions unless ``explore=True``.
+Success is ``info["success"]`` (or last-phase reward >= 9) of each episode's last step;
+the 95% interval is Wilson's score interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+MODULE_SUBDIR = Path("learner_group") / "learner" / "rl_module" / "default_policy"
+#: Last-phase reward at or above this counts as success when the env gives no "success".
+SUCCESS_THRESHOLD = 9.0
+
+
+class CheckpointError(ValueError):
+    """The path is not a checkpoint of a memory_agents recurrent RLModule."""
+
+
+def find_module_checkpoint(path: str) -> Tuple[Path, Optional[Path]]:
+    """Resolves `path` to (RLModule folder, Algorithm checkpoint folder or None)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise CheckpointError(f"Checkpoint path {str(root)!r} does not exist")
+    if (root / "class_and_ctor_args.pkl").is_file() and not (root / "learner_group").exists():
+        algo_dir = root.parents[3] if len(root.parents) > 3 else None
+        return root, algo_dir if algo_dir and (algo_dir / "learner_group").exists() else None
+    if (root / MODULE_SUBDIR).is_dir():
+        return root / MODULE_SUBDIR, root
+    # A trial or experiment folder: the newest Algorithm checkpoint below it.
+    candidates = [p.parents[4] for p in root.rglob(str(MODULE_SUBDIR / "class_and_ctor_args.pkl"))]
+    candidates = [p for p in candidates if p != root]
+    if not candidates:
+        raise CheckpointError(
+            f"No RLlib checkpoint found at or below {str(root)!r} (expected a "
+            f"checkpoint_* folder with {MODULE_SUBDIR}/ inside)"
+        )
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime, str(p)))
+    return newest / MODULE_SUBDIR, newest
+
+
+def load_module(module_dir: Path):
+    """Loads our RLModule from its folder; a clear error if it is another kind of module."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from memory_agents.rllib.module import RecurrentCellModule
+
+    try:
+        module = RLModule.from_checkpoint(str(module_dir))
+    except Exception as err:  # unpickling a foreign class, missing files, ...
+        raise CheckpointError(f"Cannot load an RLModule from {str(module_dir)!r}: {err}") from err
+    if not isinstance(module, RecurrentCellModule):
+        raise CheckpointError(
+            f"{str(module_dir)!r} holds a {type(module).__module__}.{type(module).__name__}, "
+            f"not a memory_agents RecurrentCellModule; `rllib evaluate` runs our recurrent agents"
+        )
+    module.eval()
+    return module
+
+
+def env_from_checkpoint(algo_dir: Optional[Path]) -> Tuple[Optional[str], Dict[str, Any]]:
+    """The env id and env_config the run trained on, from the Algorithm checkpoint.
+
+    RLlib pickles the AlgorithmConfig (as a dict) into the checkpoint's
+    ``class_and_ctor_args.pkl``; Tune's ``params.json`` next to it is the fallback.
+    """
+    if algo_dir is None:
+        return None, {}
+    config: Dict[str, Any] = {}
+    ctor_file = algo_dir / "class_and_ctor_args.pkl"
+    if ctor_file.is_file():
+        import pickle
+
+        with open(ctor_file, "rb") as f:
+            args, _ = pickle.load(f)["ctor_args_and_kwargs"]
+        config = args[0] if args and isinstance(args[0], dict) else {}
+    if not isinstance(config.get("env"), str) and (algo_dir.parent / "params.json").is_file():
+        config = json.loads((algo_dir.parent / "params.json").read_text())
+    env = config.get("env")
+    return (env if isinstance(env, str) else None), dict(config.get("env_config") or {})
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> Tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion (sane at 0 and n successes)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvaluationResult:
+    episodes: int
+    returns: List[float] = field(default_factory=list)
+    last_phase_rewards: List[float] = field(default_factory=list)
+    successes: List[int] = field(default_factory=list)
+    frames: List[np.ndarray] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> Optional[float]:
+        return float(np.mean(self.successes)) if self.successes else None
+
+    def summary(self) -> str:
+        lines = [f"episodes: {self.episodes}", f"mean return: {np.mean(self.returns):.3f}"]
+        if self.last_phase_rewards:
+            lines.append(f"mean last-phase reward: {np.mean(self.last_phase_rewards):.3f}")
+        if self.successes:
+            low, high = wilson_interval(int(np.sum(self.successes)), len(self.successes))
+            lines.append(
+                f"success rate: {self.success_rate:.3f} (95% CI {low:.3f}-{high:.3f}, "
+                f"{int(np.sum(self.successes))}/{len(self.successes)})"
+            )
+        else:
+            lines.append("success rate: n/a (the env reports no last_phase_reward/success)")
+        return "\n".join(lines)
+
+
+def _batch_state(state: Dict[str, np.ndarray]) -> Dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.asarray(v))[None] for k, v in state.items()}
+
+
+def run_episodes(
+    module,
+    env: gym.Env,
+    episodes: int,
+    *,
+    seed: Optional[int] = 0,
+    explore: bool = False,
+    record_episode: Optional[int] = None,
+) -> EvaluationResult:
+    """Runs `episodes` episodes, carrying the recurrent state; records frames of one."""
+    from ray.rllib.core.columns import Columns
+
+    dist_cls = module.get_inference_action_dist_cls()
+    result = EvaluationResult(episodes=episodes)
+    rng = np.random.default_rng(seed)
+    for episode in range(episodes):
+        obs, info = env.reset(seed=None if seed is None else seed + episode)
+        state = _batch_state(module.get_initial_state())
+        record = episode == record_episode
+        if record:
+            result.frames.append(env.render())
+        done, total = False, 0.0
+        while not done:
+            batch = {
+                Columns.OBS: torch.as_tensor(np.asarray(obs))[None, None],  # (B=1, T=1, ...)
+                Columns.STATE_IN: state,
+            }
+            with torch.no_grad():
+                out = module.forward_inference(batch)
+            logits = out[Columns.ACTION_DIST_INPUTS][:, 0]
+            dist = dist_cls.from_logits(logits)
+            if explore:
+                torch.manual_seed(int(rng.integers(2**31)))
+                action = dist.sample()
+            else:
+                action = dist.to_deterministic().sample()
+            action = action[0].numpy()
+            state = out[Columns.STATE_OUT]
+            obs, reward, terminated, truncated, info = env.step(
+                int(action) if isinstance(env.action_space, gym.spaces.Discrete) else action
+            )
+            total += float(reward)
+            done = terminated or truncated
+            if record:
+                result.frames.append(env.render())
+        result.returns.append(total)
+        if "last_phase_reward" in info:
+            result.last_phase_rewards.append(float(info["last_phase_reward"]))
+        if "success" in info:
+            result.successes.append(int(bool(info["success"])))
+        elif "last_phase_reward" in info:
+            result.successes.append(int(float(info["last_phase_reward"]) >= SUCCESS_THRESHOLD))
+    return result
+
+
+def _upscale(frame: np.ndarray, min_side: int = 160) -> np.ndarray:
+    factor = max(1, int(math.ceil(min_side / max(1, min(frame.shape[:2])))))
+    return np.kron(frame, np.ones((factor, factor, 1), dtype=frame.dtype)) if factor > 1 else frame
+
+
+def save_gif(frames: List[np.ndarray], path: str, fps: int = 8) -> None:
+    """GIF (or MP4/other, by extension, where imageio has a writer) of the frames."""
+    import imageio.v2 as imageio
+
+    frames = [_upscale(np.asarray(f, dtype=np.uint8)) for f in frames]
+    if str(path).lower().endswith(".gif"):
+        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+    else:
+        imageio.mimsave(path, frames, fps=fps)
+
+
+def save_strip(frames: List[np.ndarray], path: str, max_frames: int = 24) -> None:
+    """One PNG: up to `max_frames` evenly spaced frames side by side."""
+    import matplotlib.image
+
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
+    tiles = [_upscale(np.asarray(frames[i], dtype=np.uint8), 96) for i in idx]
+    height = max(t.shape[0] for t in tiles)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    row = []
+    for tile in tiles:
+        pad = np.full((height - tile.shape[0], tile.shape[1], 3), 255, np.uint8)
+        row += [np.concatenate([tile[..., :3], pad]), gap]
+    matplotlib.image.imsave(path, np.concatenate(row[:-1], axis=1))
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    *,
+    episodes: int = 100,
+    env: Optional[str] = None,
+    env_config: Optional[Dict[str, Any]] = None,
+    seed: Optional[int] = 0,
+    explore: bool = False,
+    gif: Optional[str] = None,
+    png: Optional[str] = None,
+) -> EvaluationResult:
+    """Loads `checkpoint`, runs `episodes` episodes on its env (or `env`), saves media."""
+    from memory_agents.rllib.config import check_env_id
+
+    module_dir, algo_dir = find_module_checkpoint(checkpoint)
+    module = load_module(module_dir)
+    trained_env, trained_env_config = env_from_checkpoint(algo_dir)
+    env_id = env or trained_env
+    if env_id is None:
+        raise CheckpointError(
+            f"Cannot tell which env {checkpoint!r} was trained on (no params.json next to "
+            f"the checkpoint); pass --env"
+        )
+    env_id = check_env_id(env_id)
+    kwargs = {**trained_env_config, **(env_config or {})}
+    render = gif is not None or png is not None
+    instance = gym.make(env_id, render_mode="rgb_array" if render else None, **kwargs)
+    if instance.observation_space.shape != module.observation_space.shape:
+        raise CheckpointError(
+            f"The checkpoint's module expects observations {module.observation_space}, "
+            f"but {env_id} gives {instance.observation_space}"
+        )
+    try:
+        result = run_episodes(
+            module, instance, episodes, seed=seed, explore=explore,
+            record_episode=0 if render else None,
+        )
+    finally:
+        instance.close()
+    if gif:
+        save_gif(result.frames, gif)
+    if png:
+        save_strip(result.frames, png)
+    return result

@@ -1,0 +1,149 @@
+"""RecurrentCellModule without Ray: shapes, state in/out, sequence == step-by-step,
+compute_values on padded batches, the APPO variant, clear errors.
+
+    .venv/bin/python -m pytest tests/test_rllib_module.py -q
+"""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from memory_agents.rllib.module import RecurrentCellAPPOModule, RecurrentCellModule
+
+IMAGE_SPACE = gym.spaces.Box(0, 255, (5, 5, 3), np.uint8)
+FLAT_SPACE = gym.spaces.Box(-np.inf, np.inf, (6,), np.float32)
+ACTIONS = gym.spaces.Discrete(4)
+CELLS = ["ur-lstm", "lstm", "ur-gru", "gru"]
+
+
+def make_module(cell="ur-lstm", obs_space=IMAGE_SPACE, cls=RecurrentCellModule, **model_config):
+    torch.manual_seed(0)
+    return cls(
+        observation_space=obs_space,
+        action_space=ACTIONS,
+        model_config={"cell": cell, "hidden_size": 16, "embed_dim": 12, **model_config},
+    )
+
+
+def random_obs(space, batch, time):
+    if space.dtype == np.uint8:
+        return torch.randint(0, 256, (batch, time, *space.shape), dtype=torch.uint8)
+    return torch.randn(batch, time, *space.shape)
+
+
+def batched_initial_state(module, batch):
+    return {
+        k: torch.from_numpy(v)[None].repeat(batch, *([1] * v.ndim))
+        for k, v in module.get_initial_state().items()
+    }
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_shapes_and_state(cell):
+    module = make_module(cell, num_layers=2)
+    state = module.get_initial_state()
+    # Unbatched initial state: (num_layers, hidden); (h,) for GRUs, (h, c) for LSTMs.
+    assert sorted(state) == (["h"] if "gru" in cell else ["c", "h"])
+    assert all(v.shape == (2, 16) and v.dtype == np.float32 and not v.any() for v in state.values())
+
+    batch = {Columns.OBS: random_obs(IMAGE_SPACE, 3, 7), Columns.STATE_IN: batched_initial_state(module, 3)}
+    out = module.forward_train(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (3, 7, 4)
+    assert out[Columns.EMBEDDINGS].shape == (3, 7, 16)
+    assert set(out[Columns.STATE_OUT]) == set(state)
+    for value in out[Columns.STATE_OUT].values():
+        assert value.shape == (3, 2, 16)
+        assert value.abs().sum() > 0  # the state moved away from zeros
+    assert module.compute_values(batch).shape == (3, 7)
+    assert module.model_config["max_seq_len"] > 0  # the learner connector reads it
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_by_step_equals_whole_sequence(cell):
+    """What env runners do (T=1, carry STATE_OUT -> STATE_IN) equals the learner's unroll."""
+    module = make_module(cell)
+    B, T = 2, 9
+    obs = random_obs(IMAGE_SPACE, B, T)
+    with torch.no_grad():
+        whole = module.forward_train({Columns.OBS: obs, Columns.STATE_IN: batched_initial_state(module, B)})
+        state, logits = batched_initial_state(module, B), []
+        for t in range(T):
+            out = module.forward_exploration({Columns.OBS: obs[:, t : t + 1], Columns.STATE_IN: state})
+            logits.append(out[Columns.ACTION_DIST_INPUTS])
+            state = out[Columns.STATE_OUT]
+    torch.testing.assert_close(torch.cat(logits, 1), whole[Columns.ACTION_DIST_INPUTS], atol=1e-5, rtol=1e-5)
+    for key in state:
+        torch.testing.assert_close(state[key], whole[Columns.STATE_OUT][key], atol=1e-5, rtol=1e-5)
+
+
+def test_chunks_continue_from_state_in():
+    """Learner chunks of an episode start from the STATE_IN the env runner stored."""
+    module = make_module("ur-lstm", obs_space=FLAT_SPACE)
+    obs = random_obs(FLAT_SPACE, 2, 10)
+    with torch.no_grad():
+        whole = module.forward_train({Columns.OBS: obs, Columns.STATE_IN: batched_initial_state(module, 2)})
+        first = module.forward_train({Columns.OBS: obs[:, :4], Columns.STATE_IN: batched_initial_state(module, 2)})
+        second = module.forward_train({Columns.OBS: obs[:, 4:], Columns.STATE_IN: first[Columns.STATE_OUT]})
+        fresh = module.forward_train({Columns.OBS: obs[:, 4:], Columns.STATE_IN: batched_initial_state(module, 2)})
+    expected = whole[Columns.ACTION_DIST_INPUTS][:, 4:]
+    torch.testing.assert_close(second[Columns.ACTION_DIST_INPUTS], expected, atol=1e-5, rtol=1e-5)
+    # Control: without the carried state the outputs differ, so the check above has teeth.
+    assert not torch.allclose(fresh[Columns.ACTION_DIST_INPUTS], expected, atol=1e-3)
+
+
+def test_compute_values_on_padded_batch():
+    """GAE calls compute_values on zero-padded (B, max_seq_len) sequences; padding is inert."""
+    module = make_module("ur-gru")
+    lengths, max_len = [5, 2, 8], 8
+    episodes = [random_obs(IMAGE_SPACE, 1, n)[0] for n in lengths]
+    padded = torch.zeros(len(lengths), max_len, *IMAGE_SPACE.shape, dtype=torch.uint8)
+    for i, episode in enumerate(episodes):
+        padded[i, : len(episode)] = episode
+    with torch.no_grad():
+        values = module.compute_values(
+            {Columns.OBS: padded, Columns.STATE_IN: batched_initial_state(module, len(lengths))}
+        )
+        assert values.shape == (3, max_len)
+        for i, episode in enumerate(episodes):
+            alone = module.compute_values(
+                {Columns.OBS: episode[None], Columns.STATE_IN: batched_initial_state(module, 1)}
+            )
+            torch.testing.assert_close(values[i, : lengths[i]], alone[0], atol=1e-5, rtol=1e-5)
+        # compute_values with the train pass's embeddings gives the same numbers.
+        out = module.forward_train({Columns.OBS: padded, Columns.STATE_IN: batched_initial_state(module, 3)})
+        torch.testing.assert_close(module.compute_values({}, out[Columns.EMBEDDINGS]), values)
+
+
+def test_flat_observations_use_an_mlp_and_images_a_cnn():
+    flat = make_module("lstm", obs_space=FLAT_SPACE)
+    image = make_module("lstm")
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in flat.modules())
+    assert any(isinstance(m, torch.nn.Conv2d) for m in image.modules())
+    out = flat.forward_inference(
+        {Columns.OBS: random_obs(FLAT_SPACE, 4, 1), Columns.STATE_IN: batched_initial_state(flat, 4)}
+    )
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (4, 1, 4)
+
+
+def test_appo_target_network_matches_main_network_after_copy():
+    module = make_module("ur-lstm", cls=RecurrentCellAPPOModule)
+    module.make_target_networks()
+    batch = {Columns.OBS: random_obs(IMAGE_SPACE, 2, 5), Columns.STATE_IN: batched_initial_state(module, 2)}
+    with torch.no_grad():
+        main = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+        target = module.forward_target(batch)["target_network_action_dist_inputs"]
+    torch.testing.assert_close(target, main)
+    assert len(module.get_target_network_pairs()) == 4
+    assert "_values" in module.get_non_inference_attributes()
+
+
+def test_unknown_cell_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown cell 'ur-lstmm'.*ur-lstm"):
+        make_module("ur-lstmm")
+
+
+def test_unsupported_observation_space_is_a_clear_error():
+    with pytest.raises(ValueError, match="Box"):
+        make_module("lstm", obs_space=gym.spaces.Discrete(3))
