@@ -161,6 +161,23 @@ class TorchPointwise:
         return dh * g
 
 
+def _step_masks(keep) -> list:
+    """Per-step (B, 1) keep masks, None at steps where no sequence resets (most steps in RL
+    batches), so those steps skip the two mask multiplies."""
+    if keep is None:
+        return _NO_MASKS
+    has_reset = (keep == 0).any(dim=2).any(dim=1).tolist()
+    return [k if reset else None for k, reset in zip(keep.unbind(0), has_reset)]
+
+
+class _NoMasks:
+    def __getitem__(self, t):
+        return None
+
+
+_NO_MASKS = _NoMasks()
+
+
 # ------------------------------------------------------------------------------ time loops
 def _select_pointwise(xw: torch.Tensor):
     from . import _native  # late import: the native kernels are optional
@@ -178,9 +195,9 @@ def lstm_loop(spec, xw, h0, c0, weight_hh, keep, save: bool, pointwise=None):
     acts = xw.new_empty(T, B, GH) if save else xw.new_empty(1, B, GH)
     h, c = h0, c0
     w_t = weight_hh.t()
-    keeps = keep.unbind(0) if keep is not None else None
+    keeps = _step_masks(keep)
     for t, x_t in enumerate(xw.unbind(0)):
-        if keeps is not None:
+        if keeps[t] is not None:
             h = h * keeps[t]
             c = c * keeps[t]
         z = torch.addmm(x_t, h, w_t)
@@ -199,9 +216,9 @@ def gru_loop(spec, xw, h0, weight_hh, hidden_bias, keep, save: bool, pointwise=N
     a_ns = xw.new_empty(T, B, H) if save else None
     h = h0
     w_t = weight_hh.t()
-    keeps = keep.unbind(0) if keep is not None else None
+    keeps = _step_masks(keep)
     for t, x_t in enumerate(xw.unbind(0)):
-        if keeps is not None:
+        if keeps[t] is not None:
             h = h * keeps[t]
         a = torch.addmm(hidden_bias, h, w_t) if hidden_bias is not None else h @ w_t
         pw.gru_forward(spec, x_t, a, h, acts[t if save else 0], ys[t])
@@ -243,9 +260,9 @@ def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=
     z, act = x.new_empty(B, GH), x.new_empty(B, GH)
     h, c = h0, c0
     w_t = weight_hh.t()
-    keeps = keep.unbind(0) if keep is not None else None
+    keeps = _step_masks(keep)
     for t, x_t in enumerate(_projected_steps(x, weight_ih, bias)):
-        if keeps is not None:
+        if keeps[t] is not None:
             h = h * keeps[t]
             c = c * keeps[t]
         torch.addmm(x_t, h, w_t, out=z)
@@ -264,9 +281,9 @@ def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, po
     a, act = x.new_empty(B, GH), x.new_empty(B, GH)
     h = h0
     w_t = weight_hh.t()
-    keeps = keep.unbind(0) if keep is not None else None
+    keeps = _step_masks(keep)
     for t, x_t in enumerate(_projected_steps(x, weight_ih, bias)):
-        if keeps is not None:
+        if keeps[t] is not None:
             h = h * keeps[t]
         if hidden_bias is not None:
             torch.addmm(hidden_bias, h, w_t, out=a)
@@ -303,12 +320,12 @@ class LSTMSequence(torch.autograd.Function):
         dh = torch.zeros_like(h0)
         dc = dc_last.clone() if dc_last is not None else torch.zeros_like(c0)
         c_prev_all = _previous(cs, c0, keep)
-        keeps = keep.unbind(0) if keep is not None else None
+        keeps = _step_masks(keep)
         for t in range(T - 1, -1, -1):
             dh = dh + dys[t]
             dc = pw.lstm_backward(spec, acts[t], cs[t], c_prev_all[t], dh, dc, dz_all[t])
             dh = dz_all[t] @ weight_hh
-            if keeps is not None:
+            if keeps[t] is not None:
                 dh = dh * keeps[t]
                 dc = dc * keeps[t]
         h_prev_all = _previous(ys, h0, keep)
@@ -338,12 +355,12 @@ class GRUSequence(torch.autograd.Function):
         dxn_all = torch.empty_like(ys)
         h_prev_all = _previous(ys, h0, keep)
         dh = torch.zeros_like(h0)
-        keeps = keep.unbind(0) if keep is not None else None
+        keeps = _step_masks(keep)
         for t in range(T - 1, -1, -1):
             dh = dh + dys[t]
             direct = pw.gru_backward(spec, acts[t], a_ns[t], h_prev_all[t], dh, da_all[t], dxn_all[t])
             dh = torch.addmm(direct, da_all[t], weight_hh)
-            if keeps is not None:
+            if keeps[t] is not None:
                 dh = dh * keeps[t]
         d_xw = torch.cat([da_all[..., : GH - H], dxn_all], -1)
         d_weight_hh = da_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
