@@ -168,8 +168,11 @@ def memory_agent_config(
     if evaluation_interval:
         config.evaluation(
             evaluation_interval=evaluation_interval,
-            evaluation_duration=evaluation_episodes,
-            evaluation_duration_unit="episodes",
+            # Counted in env steps (episodes x episode length), not episodes: RLlib re-seeds
+            # its envs before every "episodes"-unit evaluation, which replays the same
+            # episodes each time; "timesteps" continues the eval envs' streams instead.
+            evaluation_duration=evaluation_episodes * horizon,
+            evaluation_duration_unit="timesteps",
             evaluation_num_env_runners=0,
             # Greedy actions: otherwise algo.evaluate() explores.
             evaluation_config={"explore": False},
