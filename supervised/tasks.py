@@ -53,19 +53,32 @@ class Task:
 # ---------------------------------------------------------------------------------------------
 
 
-class CopyTask(Task):
-    name = "copy"
-    input_size = synthetic.COPY_INPUT_SIZE
-    output_size = synthetic.COPY_OUTPUT_SIZE
+class _SyntheticTask(Task):
+    """Batches made on the fly: batch k of a stream is a pure function of (seed, stream, k)."""
+
     primary_metric = "loss"
+    make_batch: Any  # staticmethod (rng, size, length) -> (x, y), set by each task
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.lengths = {"val": cfg.seq_len, "test": cfg.eval_seq_len}
 
+    def _batch(self, stream: int, index: int, size: int, length: int):
+        return self.make_batch(synthetic.batch_rng(self.cfg.seed, stream, index), size, length)
+
     def train_batch(self, step):
-        rng = synthetic.batch_rng(self.cfg.seed, synthetic.TRAIN_STREAM, step)
-        return synthetic.copy_batch(rng, self.cfg.batch_size, self.cfg.seq_len)
+        return self._batch(synthetic.TRAIN_STREAM, step, self.cfg.batch_size, self.cfg.seq_len)
+
+    def _eval_batches(self, split: str):
+        stream = synthetic.VAL_STREAM if split == "val" else synthetic.TEST_STREAM
+        return lambda index, size: self._batch(stream, index, size, self.lengths[split])
+
+
+class CopyTask(_SyntheticTask):
+    name = "copy"
+    input_size = synthetic.COPY_INPUT_SIZE
+    output_size = synthetic.COPY_OUTPUT_SIZE
+    make_batch = staticmethod(synthetic.copy_batch)
 
     def _scores(self, logits, y):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -79,29 +92,20 @@ class CopyTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, split, max_batches):
-        stream = synthetic.VAL_STREAM if split == "val" else synthetic.TEST_STREAM
-        return _evaluate_synthetic(self.cfg, max_batches, lambda i, n: synthetic.copy_batch(
-            synthetic.batch_rng(self.cfg.seed, stream, i), n, self.lengths[split]),
-            lambda x, y: self._scores(model(x)[0], y), synthetic.copy_baseline_loss(self.lengths[split]))
+        return _evaluate_synthetic(self.cfg, max_batches, self._eval_batches(split),
+                                   lambda x, y: self._scores(model(x)[0], y),
+                                   synthetic.copy_baseline_loss(self.lengths[split]))
 
     def info(self):
         return {"baseline_loss": {split: synthetic.copy_baseline_loss(n) for split, n in self.lengths.items()},
                 "blanks": self.lengths}
 
 
-class AddingTask(Task):
+class AddingTask(_SyntheticTask):
     name = "adding"
     input_size = 2
     output_size = 1
-    primary_metric = "loss"
-
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        self.lengths = {"val": cfg.seq_len, "test": cfg.eval_seq_len}
-
-    def train_batch(self, step):
-        rng = synthetic.batch_rng(self.cfg.seed, synthetic.TRAIN_STREAM, step)
-        return synthetic.adding_batch(rng, self.cfg.batch_size, self.cfg.seq_len)
+    make_batch = staticmethod(synthetic.adding_batch)
 
     def loss(self, model, x, y, carry, step):
         prediction, _ = model(x, last_only=True)
@@ -110,10 +114,9 @@ class AddingTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, split, max_batches):
-        stream = synthetic.VAL_STREAM if split == "val" else synthetic.TEST_STREAM
-        return _evaluate_synthetic(self.cfg, max_batches, lambda i, n: synthetic.adding_batch(
-            synthetic.batch_rng(self.cfg.seed, stream, i), n, self.lengths[split]),
-            lambda x, y: (F.mse_loss(model(x, last_only=True)[0].squeeze(-1), y), None), synthetic.ADDING_BASELINE_MSE)
+        return _evaluate_synthetic(self.cfg, max_batches, self._eval_batches(split),
+                                   lambda x, y: (F.mse_loss(model(x, last_only=True)[0].squeeze(-1), y), None),
+                                   synthetic.ADDING_BASELINE_MSE)
 
     def info(self):
         return {"baseline_loss": {split: synthetic.ADDING_BASELINE_MSE for split in self.lengths},
