@@ -68,11 +68,6 @@ DEFAULT_MAX_SEQ_LEN = 256
 DEFAULT_CONV_FILTERS = [[16, 3, 1], [32, 3, 1]]
 
 
-def num_state_tensors(cell: str) -> int:
-    """How many state tensors a cell family carries: (h,) for GRUs, (h, c) for LSTMs."""
-    return 1 if "gru" in cell else 2
-
-
 STATE_KEYS = ("h", "c")
 
 
@@ -186,7 +181,8 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
             num_layers=self.num_layers,
             batch_first=True,
         )
-        self._state_keys = STATE_KEYS[: num_state_tensors(self.cell)]
+        # (h,) for the GRU family, (h, c) for the LSTM family: the core knows which.
+        self._state_keys = STATE_KEYS[: self._rnn.num_state_tensors]
 
         layers: List[nn.Module] = []
         in_size = self.hidden_size
