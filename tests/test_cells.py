@@ -152,6 +152,27 @@ def test_inference_path_equals_training_path(name):
     torch.testing.assert_close(y0, y1.detach())
 
 
+@pytest.mark.parametrize("backend", [b for b, _ in _backends()])
+@pytest.mark.parametrize("name", ALL)
+def test_single_step_inference_matches_reference(name, backend):
+    """T = 1 without autograd (what an RL env runner calls) has its own short path."""
+    pointwise = dict(_backends())[backend]
+    torch.manual_seed(2)
+    B, I, H = 4, 3, 8
+    rnn = build_rnn(name, I, H, num_layers=2, batch_first=True)
+    state = tuple(torch.randn(2, B, H) * 0.5 for _ in range(rnn.num_state_tensors))
+    resets = torch.tensor([[True], [False], [True], [False]])
+    for step in range(3):  # carry the state: a reset must only clear the rows that reset
+        x = torch.randn(B, 1, I)
+        with torch.no_grad():
+            y_fast, fast = _run_fast(rnn, x, state, resets if step == 1 else None, pointwise)
+            y_ref, ref = reference_rnn(rnn, x.transpose(0, 1), state, resets.t() if step == 1 else None)
+        torch.testing.assert_close(y_fast, y_ref.transpose(0, 1), atol=1e-5, rtol=1e-5)
+        for a, b in zip(fast, ref):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        state = fast
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_gradcheck_float64(name):
     torch.manual_seed(2)

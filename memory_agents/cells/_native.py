@@ -73,6 +73,8 @@ def _compile(source: Path, target: Path) -> None:
 
 
 def _load():
+    if _state["loaded"]:  # the common case, without taking the lock
+        return _state["lib"]
     with _lock:
         if _state["loaded"]:
             return _state["lib"]

@@ -79,10 +79,9 @@ class _GatedCellBase(nn.Module):
             return None
         if not self.tied_refine_bias:
             return self.bias
-        blocks = list(self.bias.split(self.hidden_size))
-        f, r = self.config.gate_names.index("f"), self.config.gate_names.index("r")
-        blocks[r] = blocks[r] - blocks[f]
-        return torch.cat(blocks)
+        bias = self.bias.clone()
+        bias[self.block("r")] -= self.bias[self.block("f")]
+        return bias
 
     def extra_repr(self) -> str:
         c = self.config

@@ -250,11 +250,22 @@ def _projected_steps(x, weight_ih, bias, chunk: int = INFERENCE_CHUNK):
         yield from out.view(n, B, -1).unbind(0)
 
 
+def _project_one(x_t, weight_ih, bias):
+    return torch.addmm(bias, x_t, weight_ih.t()) if bias is not None else x_t @ weight_ih.t()
+
+
 def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None):
     """The LSTM-family recurrence without saving anything for a backward pass: (ys, c_T)."""
     pw = pointwise or _select_pointwise(x)
     T, B, _ = x.shape
     H, GH = spec.hidden_size, weight_hh.shape[0]
+    if T == 1:  # one env-runner step: no chunking machinery, just the two GEMMs and the kernel
+        h, c = (h0, c0) if keep is None else (h0 * keep[0], c0 * keep[0])
+        z = _project_one(x[0], weight_ih, bias)
+        z.addmm_(h, weight_hh.t())
+        ys, c_out = x.new_empty(1, B, H), x.new_empty(B, H)
+        pw.lstm_forward(spec, z, torch.empty_like(z), c, c_out, ys[0])
+        return ys, c_out
     ys = x.new_empty(T, B, H)
     c_buffers = (x.new_empty(B, H), x.new_empty(B, H))  # ping-pong: only c_{t-1} is needed
     z, act = x.new_empty(B, GH), x.new_empty(B, GH)
@@ -277,6 +288,13 @@ def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, po
     pw = pointwise or _select_pointwise(x)
     T, B, _ = x.shape
     H, GH = spec.hidden_size, weight_hh.shape[0]
+    if T == 1:  # one env-runner step (see lstm_inference)
+        h = h0 if keep is None else h0 * keep[0]
+        x_t = _project_one(x[0], weight_ih, bias)
+        a = torch.addmm(hidden_bias, h, weight_hh.t()) if hidden_bias is not None else h @ weight_hh.t()
+        ys = x.new_empty(1, B, H)
+        pw.gru_forward(spec, x_t, a, h, torch.empty_like(a), ys[0])
+        return ys
     ys = x.new_empty(T, B, H)
     a, act = x.new_empty(B, GH), x.new_empty(B, GH)
     h = h0
