@@ -41,6 +41,10 @@ def test_greedy_evaluation_draws_fresh_episodes_each_time():
     config = memory_agent_config(ENV, hidden_size=8, evaluation_interval=5, evaluation_episodes=32)
     assert config.evaluation_duration_unit == "timesteps"
     assert config.evaluation_duration == 32 * (15 + 15 + 15)
+    # Each evaluation reports its own 32 episodes, not a window reaching back to older ones.
+    eval_config = config.get_evaluation_config_object()
+    assert eval_config.metrics_num_episodes_for_smoothing == 32
+    assert eval_config.explore is False
 
 
 def test_ppo_iteration_updates_weights_and_logs_task_metrics():

@@ -61,8 +61,14 @@ class Args:
     """recurrent hidden size"""
     num_envs: int = 16
     """vectorised envs per trial"""
-    lr: float = 5e-4
+    lr: float = 1e-3
     """Adam learning rate"""
+    num_epochs: int = 8
+    """PPO epochs over each batch"""
+    minibatch_size: int = 0
+    """PPO minibatch in env steps (0: an eighth of the batch, 8 whole episodes)"""
+    shuffle_colours: bool = False
+    """draw the reward room's colour order per episode (harder); default: fixed, as released"""
     entropy_coeff: float = 0.01
     """PPO entropy bonus (the released A2C agent used 0.05)"""
     eval_interval: int = 5
@@ -89,7 +95,10 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     )
     for f in fields(Args):
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, type=type(f.default), default=f.default)
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default)
     return Args(**vars(parser.parse_args(argv)))
 
 
@@ -113,10 +122,12 @@ def train_trial(params: Dict[str, Any]) -> None:
         TASK_IDS[params["task"]],
         cell=params["cell"],
         hidden_size=params["hidden_size"],
-        env_config={"distractor_steps": params["delay"]},
+        env_config={"distractor_steps": params["delay"], "shuffle_colours": params["shuffle_colours"]},
         seed=params["seed"],
         num_envs_per_env_runner=params["num_envs"],
         lr=params["lr"],
+        num_epochs=params["num_epochs"],
+        minibatch_size=params["minibatch_size"] or None,
         entropy_coeff=params["entropy_coeff"],
         evaluation_interval=params["eval_interval"],
         evaluation_episodes=params["eval_episodes"],
@@ -179,8 +190,8 @@ def run_grid(args: Args):
         "delay": tune.grid_search(delays),
         "cell": tune.grid_search(cells),
         **{k: getattr(args, k) for k in (
-            "task", "timesteps", "hidden_size", "num_envs", "lr", "entropy_coeff", "eval_interval",
-            "eval_episodes")},
+            "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "minibatch_size",
+            "shuffle_colours", "entropy_coeff", "eval_interval", "eval_episodes")},
     }
     storage = str(Path(os.path.expanduser(args.storage_path)).resolve())
     tuner = tune.Tuner(
