@@ -1,0 +1,63 @@
+"""The cell-versus-cell experiment's command line and report (no training: synthetic trials)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from memory_agents.experiments import match
+
+
+def _write_trial(root, name, cell, seed, successes, steps_per_report=1000):
+    trial = root / name
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"cell": cell, "delay": 30, "seed": seed}))
+    lines = []
+    for i, value in enumerate(successes, start=1):
+        lines.append(json.dumps({
+            "training_iteration": i, "env_steps": i * steps_per_report, "train_success": value,
+            "train_last_phase_reward": 10 * value, "episode_return_mean": 5.0,
+            # evaluation every other report, as with --eval-interval 2
+            "eval_success": value if i % 2 == 0 else None, "eval_last_phase_reward": None,
+        }))
+    (trial / "result.json").write_text("\n".join(lines) + "\n")
+
+
+def test_parse_args_types_and_boolean_flags():
+    args = match.parse_args(["--cells", "gru", "--timesteps", "1000", "--shuffle-colours", "--lr", "0.002"])
+    assert args.cells == "gru" and args.timesteps == 1000 and args.lr == 0.002
+    assert args.shuffle_colours is True
+    assert match.parse_args(["--no-shuffle-colours"]).shuffle_colours is False
+    defaults = match.parse_args([])
+    assert defaults.shuffle_colours is False and defaults.num_epochs == 8 and defaults.minibatch_size == 0
+
+
+def test_report_from_trial_results(tmp_path):
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    ramp = [0.3, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.0]
+    _write_trial(experiment, "t0", "ur-lstm", 0, ramp)
+    _write_trial(experiment, "t1", "ur-lstm", 1, [0.3, 0.3, 0.5, 0.7, 0.9, 0.9, 0.9, 0.96])
+    _write_trial(experiment, "t2", "lstm", 0, [0.3] * 8)
+    (experiment / "unfinished").mkdir()  # a trial with params but no results is skipped
+    (experiment / "unfinished" / "params.json").write_text(json.dumps({"cell": "gru", "delay": 30, "seed": 0}))
+
+    paths = match.write_report(experiment, tmp_path / "out")
+    df = match.collect_curves(experiment)
+    assert len(df) == 24 and set(df["cell"]) == {"ur-lstm", "lstm"}
+    assert paths["png"].stat().st_size > 10_000  # a real figure, not an empty file
+    table = paths["table"].read_text()
+    # Final = mean of the last 3 reports: ur-lstm seeds 0.983 and 0.92 -> 0.95 ± 0.03.
+    row = next(line for line in table.splitlines() if line.startswith("| ur-lstm | 30 | 2 | 8,000"))
+    finals = [np.mean(ramp[-3:]), np.mean([0.9, 0.9, 0.96])]
+    assert f"{np.mean(finals):.2f} ± {np.std(finals):.2f}" in row
+    assert "5,000 (2/2)" in row  # both seeds first reach 90% at report 5
+    assert "| lstm | 30 | 1 | 8,000 | 0.30 ± 0.00 | — (0/1) |" in table
+    assert "eval_success" in table  # a second table for the greedy evaluations
+
+
+def test_missing_results_raise_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No trial results"):
+        match.collect_curves(tmp_path)
