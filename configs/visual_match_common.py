@@ -9,7 +9,7 @@ MEMORY_AGENTS_CELL                    per file   any of memory_agents.cells.avai
 MEMORY_AGENTS_DELAY                   30         distractor_steps (the memory delay)
 MEMORY_AGENTS_SEED                    0          RLlib seed (envs, weights, sampling)
 MEMORY_AGENTS_HIDDEN                  128        recurrent hidden size
-MEMORY_AGENTS_TIMESTEPS               3000000    stop after this many env steps
+MEMORY_AGENTS_TIMESTEPS               1000000    stop after this many env steps
 MEMORY_AGENTS_NUM_ENVS                16         vectorised envs per env runner
 MEMORY_AGENTS_NUM_ENV_RUNNERS         0          remote env runners (0: sample in the trainer)
 MEMORY_AGENTS_EVAL_INTERVAL           10         greedy evaluation every N iterations (0: off)
@@ -75,5 +75,5 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         evaluation_interval=_env_int("MEMORY_AGENTS_EVAL_INTERVAL", 10),
         evaluation_episodes=32,
     )
-    stop = {"num_env_steps_sampled_lifetime": _env_int("MEMORY_AGENTS_TIMESTEPS", 3_000_000)}
+    stop = {"num_env_steps_sampled_lifetime": _env_int("MEMORY_AGENTS_TIMESTEPS", 1_000_000)}
     return config, stop
