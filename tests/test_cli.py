@@ -72,6 +72,13 @@ def test_evaluate_prints_success_rate(trained, tmp_path):
     assert strip.is_file() and strip.stat().st_size > 0
 
 
+def test_evaluate_takes_a_relative_path(trained):
+    # RLlib's from_checkpoint wants an absolute path (a URI); users type relative ones.
+    experiment, _ = trained
+    trial = next(p for p in experiment.iterdir() if p.is_dir())
+    assert main(["evaluate", os.path.relpath(trial), "--episodes", "1"]) == 0
+
+
 def test_python_m_is_the_same_program():
     proc = subprocess.run(
         [sys.executable, "-m", "memory_agents.cli", "train", "--help"],

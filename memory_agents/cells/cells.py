@@ -26,6 +26,8 @@ class _GatedCellBase(nn.Module):
         self.hidden_size = hidden_size
         self.config = config
         self.use_bias = bias
+        # (refine rows, forget rows) of the tied bias b_r - b_f; effective_bias runs every call.
+        self._tie_blocks = (self.block("r"), self.block("f")) if self.tied_refine_bias else None
         gates = config.num_gates
         self.weight_ih = nn.Parameter(torch.empty(gates * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(gates * hidden_size, hidden_size))
@@ -79,8 +81,9 @@ class _GatedCellBase(nn.Module):
             return None
         if not self.tied_refine_bias:
             return self.bias
+        r, f = self._tie_blocks
         bias = self.bias.clone()
-        bias[self.block("r")] -= self.bias[self.block("f")]
+        bias[r] -= self.bias[f]
         return bias
 
     def extra_repr(self) -> str:

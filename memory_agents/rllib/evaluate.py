@@ -33,7 +33,7 @@ class CheckpointError(ValueError):
 
 def find_module_checkpoint(path: str) -> Tuple[Path, Optional[Path]]:
     """Resolves `path` to (RLModule folder, Algorithm checkpoint folder or None)."""
-    root = Path(path).expanduser()
+    root = Path(path).expanduser().resolve()  # RLlib needs absolute paths (URIs)
     if not root.exists():
         raise CheckpointError(f"Checkpoint path {str(root)!r} does not exist")
     if (root / "class_and_ctor_args.pkl").is_file() and not (root / "learner_group").exists():
