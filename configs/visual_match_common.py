@@ -67,8 +67,7 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         num_envs_per_env_runner=_env_int("MEMORY_AGENTS_NUM_ENVS", 16),
         # The release's A2C used gamma 0.92 with 120-step episodes; PPO defaults otherwise.
         gamma=0.96,
-        # Measured on Passive delay 30: 8 epochs x 8 minibatches at lr 1e-3 learn; 4 x 4 at
-        # 5e-4 stalled near 65% success.
+        # Why these: see memory_agent_config's minibatch default (measured on delay 30).
         lr=1e-3,
         entropy_coeff=0.01,
         num_epochs=8,

@@ -250,8 +250,9 @@ def _projected_steps(x, weight_ih, bias, chunk: int = INFERENCE_CHUNK):
         yield from out.view(n, B, -1).unbind(0)
 
 
-def _project_one(x_t, weight_ih, bias):
-    return torch.addmm(bias, x_t, weight_ih.t()) if bias is not None else x_t @ weight_ih.t()
+def _project_one(x_t, weight, bias):
+    """``x_t @ weight^T + bias`` in one GEMM (bias may be None)."""
+    return torch.addmm(bias, x_t, weight.t()) if bias is not None else x_t @ weight.t()
 
 
 def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None):
@@ -291,7 +292,7 @@ def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, po
     if T == 1:  # one env-runner step (see lstm_inference)
         h = h0 if keep is None else h0 * keep[0]
         x_t = _project_one(x[0], weight_ih, bias)
-        a = torch.addmm(hidden_bias, h, weight_hh.t()) if hidden_bias is not None else h @ weight_hh.t()
+        a = _project_one(h, weight_hh, hidden_bias)
         ys = x.new_empty(1, B, H)
         pw.gru_forward(spec, x_t, a, h, torch.empty_like(a), ys[0])
         return ys

@@ -121,7 +121,8 @@ def memory_agent_config(
     """An RLlib AlgorithmConfig (new API stack) that trains `RecurrentCellModule` on `env`.
 
     `max_seq_len` defaults to the env's episode length, so whole episodes are unrolled in
-    training (the memory horizon is never cut). The batch defaults to 4 episodes per env, in minibatches of an eighth of it.
+    training (the memory horizon is never cut). The batch defaults to 4 episodes per env,
+    in minibatches of an eighth of it.
     Evaluation (greedy actions) runs every `evaluation_interval` iterations when set.
     Seed `s` becomes RLlib seed ``s * SEED_STRIDE`` so that seeds get disjoint env streams.
     """
