@@ -188,6 +188,8 @@ def _select_pointwise(xw: torch.Tensor):
 def lstm_loop(spec, xw, h0, c0, weight_hh, keep, save: bool, pointwise=None):
     """Run the LSTM-family recurrence. Returns (ys, cs, acts or None)."""
     pw = pointwise or _select_pointwise(xw)
+    if hasattr(pw, "lstm_sequence"):  # the whole loop in C
+        return pw.lstm_sequence(spec, xw, h0, c0, weight_hh, keep, save)
     T, B, GH = xw.shape
     H = spec.hidden_size
     ys = xw.new_empty(T, B, H)
@@ -209,6 +211,8 @@ def lstm_loop(spec, xw, h0, c0, weight_hh, keep, save: bool, pointwise=None):
 def gru_loop(spec, xw, h0, weight_hh, hidden_bias, keep, save: bool, pointwise=None):
     """Run the GRU-family recurrence. Returns (ys, acts or None, a_n or None)."""
     pw = pointwise or _select_pointwise(xw)
+    if hasattr(pw, "gru_sequence"):
+        return pw.gru_sequence(spec, xw, h0, weight_hh, hidden_bias, keep, save)
     T, B, GH = xw.shape
     H = spec.hidden_size
     ys = xw.new_empty(T, B, H)
@@ -258,6 +262,8 @@ def _project_one(x_t, weight, bias):
 def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None):
     """The LSTM-family recurrence without saving anything for a backward pass: (ys, c_T)."""
     pw = pointwise or _select_pointwise(x)
+    if hasattr(pw, "lstm_inference"):
+        return pw.lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep)
     T, B, _ = x.shape
     H, GH = spec.hidden_size, weight_hh.shape[0]
     if T == 1:  # one env-runner step: no chunking machinery, just the two GEMMs and the kernel
@@ -287,6 +293,8 @@ def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=
 def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise=None):
     """The GRU-family recurrence without saving anything for a backward pass: ys."""
     pw = pointwise or _select_pointwise(x)
+    if hasattr(pw, "gru_inference"):
+        return pw.gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep)
     T, B, _ = x.shape
     H, GH = spec.hidden_size, weight_hh.shape[0]
     if T == 1:  # one env-runner step (see lstm_inference)
@@ -319,6 +327,25 @@ def _previous(states: torch.Tensor, first: torch.Tensor, keep) -> torch.Tensor:
     return prev * keep if keep is not None else prev
 
 
+def _lstm_backward_loop(spec, pw, acts, cs, c0, keep, dys, weight_hh, dc_last):
+    """The LSTM BPTT loop in PyTorch ops: (dz_all, dh_0, dc_0)."""
+    T = acts.shape[0]
+    dz_all = torch.empty_like(acts)
+    dh = torch.zeros_like(c0)
+    dc = dc_last.clone() if dc_last is not None else torch.zeros_like(c0)
+    c_prev_all = _previous(cs, c0, keep)
+    keeps = _step_masks(keep)
+    for t in range(T - 1, -1, -1):
+        if dys is not None:
+            dh = dh + dys[t]
+        dc = pw.lstm_backward(spec, acts[t], cs[t], c_prev_all[t], dh, dc, dz_all[t])
+        dh = dz_all[t] @ weight_hh
+        if keeps[t] is not None:
+            dh = dh * keeps[t]
+            dc = dc * keeps[t]
+    return dz_all, dh, dc
+
+
 class LSTMSequence(torch.autograd.Function):
     """(xw, h0, c0, W_hh, keep) -> (ys, c_T) for the LSTM family, with a hand-written BPTT."""
 
@@ -333,20 +360,10 @@ class LSTMSequence(torch.autograd.Function):
     def backward(ctx, dys, dc_last):
         h0, c0, weight_hh, keep, ys, cs, acts = ctx.saved_tensors
         spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
-        T, B, _ = acts.shape
-        dys = dys if dys is not None else torch.zeros_like(ys)
-        dz_all = torch.empty_like(acts)
-        dh = torch.zeros_like(h0)
-        dc = dc_last.clone() if dc_last is not None else torch.zeros_like(c0)
-        c_prev_all = _previous(cs, c0, keep)
-        keeps = _step_masks(keep)
-        for t in range(T - 1, -1, -1):
-            dh = dh + dys[t]
-            dc = pw.lstm_backward(spec, acts[t], cs[t], c_prev_all[t], dh, dc, dz_all[t])
-            dh = dz_all[t] @ weight_hh
-            if keeps[t] is not None:
-                dh = dh * keeps[t]
-                dc = dc * keeps[t]
+        if hasattr(pw, "lstm_sequence_backward"):
+            dz_all, dh, dc = pw.lstm_sequence_backward(spec, acts, cs, c0, keep, dys, weight_hh, dc_last)
+        else:
+            dz_all, dh, dc = _lstm_backward_loop(spec, pw, acts, cs, c0, keep, dys, weight_hh, dc_last)
         h_prev_all = _previous(ys, h0, keep)
         GH, H = acts.shape[-1], ys.shape[-1]
         d_weight_hh = dz_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
@@ -370,17 +387,20 @@ class GRUSequence(torch.autograd.Function):
         spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
         T, B, GH = acts.shape
         H = spec.hidden_size
-        da_all = torch.empty_like(acts)
-        dxn_all = torch.empty_like(ys)
         h_prev_all = _previous(ys, h0, keep)
-        dh = torch.zeros_like(h0)
-        keeps = _step_masks(keep)
-        for t in range(T - 1, -1, -1):
-            dh = dh + dys[t]
-            direct = pw.gru_backward(spec, acts[t], a_ns[t], h_prev_all[t], dh, da_all[t], dxn_all[t])
-            dh = torch.addmm(direct, da_all[t], weight_hh)
-            if keeps[t] is not None:
-                dh = dh * keeps[t]
+        if hasattr(pw, "gru_sequence_backward"):
+            da_all, dxn_all, dh = pw.gru_sequence_backward(spec, acts, a_ns, ys, h0, keep, dys, weight_hh)
+        else:
+            da_all, dxn_all = torch.empty_like(acts), torch.empty_like(ys)
+            dh = torch.zeros_like(h0)
+            keeps = _step_masks(keep)
+            for t in range(T - 1, -1, -1):
+                if dys is not None:
+                    dh = dh + dys[t]
+                direct = pw.gru_backward(spec, acts[t], a_ns[t], h_prev_all[t], dh, da_all[t], dxn_all[t])
+                dh = torch.addmm(direct, da_all[t], weight_hh)
+                if keeps[t] is not None:
+                    dh = dh * keeps[t]
         d_xw = torch.cat([da_all[..., : GH - H], dxn_all], -1)
         d_weight_hh = da_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
         d_hidden_bias = da_all.sum((0, 1)) if ctx.has_hidden_bias else None
