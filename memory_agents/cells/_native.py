@@ -44,7 +44,7 @@ def _isa_flags() -> list[str]:
     return flags
 
 
-_FLAGS = ["-O3", "-ffast-math", "-fno-finite-math-only", *_isa_flags(), "-shared", "-fPIC"]
+_FLAGS = ["-O3", "-ffast-math", "-fno-finite-math-only", *_isa_flags(), "-shared", "-fPIC", "-pthread"]
 _lock = threading.Lock()
 _state: dict = {"loaded": False, "lib": None, "reason": "not loaded yet"}
 
@@ -105,11 +105,11 @@ def _load():
         lib.panel_width.restype = long_
         lib.pack_panels.argtypes = [ptr] + [long_] * 4 + [ptr]
         lib.lstm_sequence.argtypes = ([ptr, long_, ptr, long_, long_, long_] + [ptr] * 8 + [int_, ptr, ptr, long_, ptr]
-                                      + [long_] * 4 + [int_] * 3)
-        lib.lstm_sequence_backward.argtypes = [ptr] * 10 + [long_] * 4 + [int_] * 3
+                                      + [long_] * 4 + [int_] * 3 + [long_])
+        lib.lstm_sequence_backward.argtypes = [ptr] * 10 + [long_] * 4 + [int_] * 3 + [long_]
         lib.gru_sequence.argtypes = ([ptr, long_, ptr, long_, long_, long_] + [ptr] * 9 + [int_] + [ptr] * 3
-                                     + [long_] * 4 + [int_] * 2)
-        lib.gru_sequence_backward.argtypes = [ptr] * 11 + [long_] * 4 + [int_] * 2
+                                     + [long_] * 4 + [int_] * 2 + [long_])
+        lib.gru_sequence_backward.argtypes = [ptr] * 11 + [long_] * 4 + [int_] * 2 + [long_]
         for fn in (lib.lstm_forward, lib.lstm_backward, lib.gru_forward, lib.gru_backward, lib.pack_panels,
                    lib.lstm_sequence, lib.lstm_sequence_backward, lib.gru_sequence, lib.gru_sequence_backward):
             fn.restype = None
@@ -193,6 +193,11 @@ def pack_plain(weight: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _threads() -> int:
+    """Threads for a sequence loop: torch's intra-op setting (the C side splits the batch)."""
+    return torch.get_num_threads()
+
+
 def _flags(spec) -> tuple[int, int]:
     return int(spec.cumax_main), _AUX[spec.auxiliary_gate]
 
@@ -227,7 +232,7 @@ class NativeSequence(NativePointwise):
         _state["lib"].lstm_sequence(xw.data_ptr(), B * GH, None, 0, 0, 0, None, None, h0.data_ptr(), c0.data_ptr(),
                                     _ptr(keep), packed.data_ptr(), z.data_ptr(), acts.data_ptr(), int(save),
                                     ys.data_ptr(), cs.data_ptr(), T, scratch.data_ptr(), T, B, H, spec.num_gates,
-                                    *_flags(spec), int(spec.coupled))
+                                    *_flags(spec), int(spec.coupled), _threads())
         return ys, cs, (acts if save else None)
 
     @staticmethod
@@ -242,7 +247,7 @@ class NativeSequence(NativePointwise):
         packed = pack_transposed(weight_hh)
         _state["lib"].lstm_sequence(None, 0, *inputs.args(), h0.data_ptr(), c0.data_ptr(), _ptr(keep), packed.data_ptr(),
                                     z.data_ptr(), act.data_ptr(), 0, ys.data_ptr(), cs.data_ptr(), cs.shape[0],
-                                    scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec), int(spec.coupled))
+                                    scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec), int(spec.coupled), _threads())
         return ys, cs[(T - 1) % cs.shape[0]]
 
     @staticmethod
@@ -259,7 +264,7 @@ class NativeSequence(NativePointwise):
         _state["lib"].lstm_sequence_backward(acts.data_ptr(), cs.data_ptr(), c0.data_ptr(), _ptr(keep), _ptr(dys),
                                              packed.data_ptr(),
                                              dz_all.data_ptr(), dh.data_ptr(), dc.data_ptr(), scratch.data_ptr(),
-                                             T, B, H, spec.num_gates, *_flags(spec), int(spec.coupled))
+                                             T, B, H, spec.num_gates, *_flags(spec), int(spec.coupled), _threads())
         return dz_all, dh, dc
 
     @staticmethod
@@ -275,7 +280,7 @@ class NativeSequence(NativePointwise):
         packed = pack_transposed(weight_hh)
         _state["lib"].gru_sequence(xw.data_ptr(), B * GH, None, 0, 0, 0, None, None, h0.data_ptr(), _ptr(keep),
                                    packed.data_ptr(), _ptr(hidden_bias), a.data_ptr(), None, acts.data_ptr(), int(save), _ptr(a_ns), ys.data_ptr(),
-                                   scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec))
+                                   scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec), _threads())
         return ys, (acts if save else None), a_ns
 
     @staticmethod
@@ -291,7 +296,7 @@ class NativeSequence(NativePointwise):
         _state["lib"].gru_sequence(None, 0, *inputs.args(), h0.data_ptr(), _ptr(keep), packed.data_ptr(),
                                    _ptr(hidden_bias), a.data_ptr(),
                                    xw_buf.data_ptr(), act.data_ptr(), 0, None, ys.data_ptr(), scratch.data_ptr(),
-                                   T, B, H, spec.num_gates, *_flags(spec))
+                                   T, B, H, spec.num_gates, *_flags(spec), _threads())
         return ys
 
     @staticmethod
@@ -306,7 +311,7 @@ class NativeSequence(NativePointwise):
         _state["lib"].gru_sequence_backward(acts.data_ptr(), a_ns.data_ptr(), ys.data_ptr(), h0.data_ptr(),
                                             _ptr(keep), _ptr(dys), packed.data_ptr(),
                                             da_all.data_ptr(), dxn_all.data_ptr(), dh.data_ptr(), scratch.data_ptr(),
-                                            T, B, H, spec.num_gates, *_flags(spec))
+                                            T, B, H, spec.num_gates, *_flags(spec), _threads())
         return da_all, dxn_all, dh
 
 

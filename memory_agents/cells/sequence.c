@@ -8,6 +8,7 @@
  * per step. The math is that of kernels.py's TorchPointwise (parity-tested against the
  * step-by-step cells).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include "pointwise.c"
 
@@ -39,10 +40,13 @@ void pack_panels(const float *src, long sk, long sn, long K, long N, float *dst)
         if (width < NR) memset(out, 0, sizeof(float) * K * NR);
         if (sn == 1) { /* rows of B are contiguous: copy runs */
             for (long k = 0; k < K; ++k) memcpy(out + k * NR, src + k * sk + p * NR, sizeof(float) * width);
-        } else { /* B = W^T: read each W row contiguously, write with stride NR */
-            for (long j = 0; j < width; ++j) {
-                const float *column = src + (p * NR + j) * sn;
-                for (long k = 0; k < K; ++k) out[k * NR + j] = column[k * sk];
+        } else { /* B = W^T: a blocked transpose, 16 k at a time, so reads and writes stay in L1 */
+            for (long k0 = 0; k0 < K; k0 += 16) {
+                const long kn = K - k0 < 16 ? K - k0 : 16;
+                for (long j = 0; j < width; ++j) {
+                    const float *column = src + (p * NR + j) * sn + k0 * sk;
+                    for (long k = 0; k < kn; ++k) out[(k0 + k) * NR + j] = column[k * sk];
+                }
             }
         }
     }
@@ -142,7 +146,85 @@ static void mask_rows(float *x, const float *keep_t, long B, long H) {
             for (long j = 0; j < H; ++j) x[b * H + j] *= keep_t[b];
 }
 
+/* ------------------------------------------------------------------------------ threads */
+/* Batch rows are independent through the whole recurrence (forward and BPTT), so threads split
+ * the batch and run the full time loop on their rows: no synchronisation per step, and each
+ * core streams W_hh from its own L2. */
+typedef void (*rows_fn)(const void *args, long b0, long b1);
+typedef struct {
+    rows_fn fn;
+    const void *args;
+    long b0, b1;
+} rows_job;
+
+static void *rows_thread(void *p) {
+    const rows_job *job = p;
+    job->fn(job->args, job->b0, job->b1);
+    return NULL;
+}
+
+#define MAX_THREADS 64
+
+static void parallel_rows(rows_fn fn, const void *args, long B, long threads) {
+    if (threads > B / MR) threads = B / MR; /* at least one full register tile of rows each */
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads < 2) {
+        fn(args, 0, B);
+        return;
+    }
+    const long per = (B / threads + MR - 1) / MR * MR; /* whole tiles per thread */
+    rows_job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    long n = 0;
+    for (long b0 = 0; b0 < B && n < threads; b0 += per, ++n)
+        jobs[n] = (rows_job){fn, args, b0, b0 + per < B ? b0 + per : B};
+    jobs[n - 1].b1 = B;
+    for (long i = 1; i < n; ++i) started[i] = pthread_create(&ids[i], NULL, rows_thread, &jobs[i]) == 0;
+    rows_thread(&jobs[0]);
+    for (long i = 1; i < n; ++i) {
+        if (started[i]) pthread_join(ids[i], NULL);
+        else rows_thread(&jobs[i]); /* could not start a thread: do its rows here */
+    }
+}
+
 /* ---------------------------------------------------------------------------------- LSTM */
+typedef struct {
+    const float *xw;
+    long xw_step;
+    const float *x;
+    long x_step, x_row, input_size;
+    const float *wih_packed, *bias, *h0, *c0, *keep, *whh_packed;
+    float *z, *acts;
+    int save;
+    float *ys, *cs;
+    long c_slots;
+    float *scratch;
+    long T, B, H, G;
+    int cumax, aux, coupled;
+} lstm_args;
+
+static void lstm_rows(const void *p, long b0, long b1) {
+    const lstm_args *a = p;
+    const long B = a->B, H = a->H, G = a->G, GH = G * H, M = b1 - b0, BH = B * H;
+    float *z = a->z + b0 * GH;
+    for (long t = 0; t < a->T; ++t) {
+        const float *keep_t = a->keep ? a->keep + t * B + b0 : NULL;
+        const float *hp = masked((t ? a->ys + (t - 1) * BH : a->h0) + b0 * H, keep_t, M, H, a->scratch + b0 * H);
+        const float *cp = masked((t ? a->cs + ((t - 1) % a->c_slots) * BH : a->c0) + b0 * H, keep_t, M, H,
+                                 a->scratch + BH + b0 * H);
+        if (a->x) {
+            gemm(a->x + t * a->x_step + b0 * a->x_row, a->x_row, a->wih_packed, M, GH, a->input_size, a->bias, 0,
+                 z, GH);
+            gemm(hp, H, a->whh_packed, M, GH, H, z, GH, z, GH);
+        } else {
+            gemm(hp, H, a->whh_packed, M, GH, H, a->xw + t * a->xw_step + b0 * GH, GH, z, GH);
+        }
+        lstm_forward(z, a->acts + (a->save ? t * B * GH : 0) + b0 * GH, cp, a->cs + (t % a->c_slots) * BH + b0 * H,
+                     a->ys + t * BH + b0 * H, M, H, G, a->cumax, a->aux, a->coupled);
+    }
+}
+
 /* z_t = xw_t + h_{t-1} W_hh^T, then the fused cell update. xw: (T, B, GH) with steps
  * `xw_step` floats apart; or, when x is given, xw_t = bias + x_t W_ih^T computed here too
  * (x_t row b at x + t * x_step + b * x_row, wih_packed from W_ih^T, bias may be NULL).
@@ -152,48 +234,90 @@ void lstm_sequence(const float *xw, long xw_step, const float *x, long x_step, l
                    const float *wih_packed, const float *bias, const float *h0, const float *c0,
                    const float *keep, const float *whh_packed, float *z, float *acts, int save, float *ys,
                    float *cs, long c_slots, float *scratch, long T, long B, long H, long G, int cumax, int aux,
-                   int coupled) {
-    const long GH = G * H;
-    for (long t = 0; t < T; ++t) {
-        const float *keep_t = keep ? keep + t * B : NULL;
-        const float *hp = masked(t ? ys + (t - 1) * B * H : h0, keep_t, B, H, scratch);
-        const float *cp = masked(t ? cs + ((t - 1) % c_slots) * B * H : c0, keep_t, B, H, scratch + B * H);
-        if (x) {
-            gemm(x + t * x_step, x_row, wih_packed, B, GH, input_size, bias, 0, z, GH);
-            gemm(hp, H, whh_packed, B, GH, H, z, GH, z, GH);
-        } else {
-            gemm(hp, H, whh_packed, B, GH, H, xw + t * xw_step, GH, z, GH);
+                   int coupled, long threads) {
+    const lstm_args args = {xw, xw_step, x, x_step, x_row, input_size, wih_packed, bias, h0, c0, keep, whh_packed,
+                            z, acts, save, ys, cs, c_slots, scratch, T, B, H, G, cumax, aux, coupled};
+    parallel_rows(lstm_rows, &args, B, threads);
+}
+
+typedef struct {
+    const float *acts, *cs, *c0, *keep, *dys, *whh_packed;
+    float *dz_all, *dh, *dc, *scratch;
+    long T, B, H, G;
+    int cumax, aux, coupled;
+} lstm_backward_args;
+
+static void lstm_backward_rows(const void *p, long b0, long b1) {
+    const lstm_backward_args *a = p;
+    const long B = a->B, H = a->H, G = a->G, GH = G * H, M = b1 - b0, BH = B * H;
+    float *dh = a->dh + b0 * H, *dc_cur = a->dc + b0 * H, *dc_next = a->scratch + BH + b0 * H;
+    for (long t = a->T - 1; t >= 0; --t) {
+        const float *keep_t = a->keep ? a->keep + t * B + b0 : NULL;
+        if (a->dys) {
+            const float *dy = a->dys + t * BH + b0 * H;
+            for (long j = 0; j < M * H; ++j) dh[j] += dy[j];
         }
-        lstm_forward(z, acts + (save ? t * B * GH : 0), cp, cs + (t % c_slots) * B * H, ys + t * B * H,
-                     B, H, G, cumax, aux, coupled);
+        const float *cp = masked((t ? a->cs + (t - 1) * BH : a->c0) + b0 * H, keep_t, M, H, a->scratch + b0 * H);
+        float *dz = a->dz_all + t * B * GH + b0 * GH;
+        lstm_backward(a->acts + t * B * GH + b0 * GH, a->cs + t * BH + b0 * H, cp, dh, dc_cur, dz, dc_next, M, H, G,
+                      a->cumax, a->aux, a->coupled);
+        gemm(dz, GH, a->whh_packed, M, H, GH, NULL, 0, dh, H);
+        mask_rows(dh, keep_t, M, H);
+        mask_rows(dc_next, keep_t, M, H);
+        float *swap = dc_cur;
+        dc_cur = dc_next;
+        dc_next = swap;
     }
+    if (dc_cur != a->dc + b0 * H) memcpy(a->dc + b0 * H, dc_cur, sizeof(float) * M * H);
 }
 
 /* BPTT. dz_all (T, B, GH) out; dh (B, H): in zeros, out dL/dh_0; dc (B, H): in dL/dc_T, out
  * dL/dc_0. whh_packed packs W_hh itself (K = GH, N = H). scratch: 2 (B, H). */
 void lstm_sequence_backward(const float *acts, const float *cs, const float *c0, const float *keep,
                             const float *dys, const float *whh_packed, float *dz_all, float *dh, float *dc,
-                            float *scratch, long T, long B, long H, long G, int cumax, int aux, int coupled) {
-    const long GH = G * H;
-    float *dc_cur = dc, *dc_next = scratch + B * H;
-    for (long t = T - 1; t >= 0; --t) {
-        const float *keep_t = keep ? keep + t * B : NULL;
-        if (dys)
-            for (long j = 0; j < B * H; ++j) dh[j] += dys[t * B * H + j];
-        const float *cp = masked(t ? cs + (t - 1) * B * H : c0, keep_t, B, H, scratch);
-        float *dz = dz_all + t * B * GH;
-        lstm_backward(acts + t * B * GH, cs + t * B * H, cp, dh, dc_cur, dz, dc_next, B, H, G, cumax, aux, coupled);
-        gemm(dz, GH, whh_packed, B, H, GH, NULL, 0, dh, H);
-        mask_rows(dh, keep_t, B, H);
-        mask_rows(dc_next, keep_t, B, H);
-        float *swap = dc_cur;
-        dc_cur = dc_next;
-        dc_next = swap;
-    }
-    if (dc_cur != dc) memcpy(dc, dc_cur, sizeof(float) * B * H);
+                            float *scratch, long T, long B, long H, long G, int cumax, int aux, int coupled,
+                            long threads) {
+    const lstm_backward_args args = {acts, cs, c0, keep, dys, whh_packed, dz_all, dh, dc, scratch,
+                                     T, B, H, G, cumax, aux, coupled};
+    parallel_rows(lstm_backward_rows, &args, B, threads);
 }
 
 /* ----------------------------------------------------------------------------------- GRU */
+typedef struct {
+    const float *xw;
+    long xw_step;
+    const float *x;
+    long x_step, x_row, input_size;
+    const float *wih_packed, *bias, *h0, *keep, *whh_packed, *hidden_bias;
+    float *a, *xw_buf, *acts;
+    int save;
+    float *a_ns, *ys, *scratch;
+    long T, B, H, G;
+    int cumax, aux;
+} gru_args;
+
+static void gru_rows(const void *p, long b0, long b1) {
+    const gru_args *g = p;
+    const long B = g->B, H = g->H, G = g->G, GH = G * H, M = b1 - b0, BH = B * H;
+    float *a = g->a + b0 * GH, *xw_buf = g->xw_buf ? g->xw_buf + b0 * GH : NULL;
+    for (long t = 0; t < g->T; ++t) {
+        const float *keep_t = g->keep ? g->keep + t * B + b0 : NULL;
+        const float *hp = masked((t ? g->ys + (t - 1) * BH : g->h0) + b0 * H, keep_t, M, H, g->scratch + b0 * H);
+        const float *xw_t = g->xw ? g->xw + t * g->xw_step + b0 * GH : NULL;
+        if (g->x) {
+            gemm(g->x + t * g->x_step + b0 * g->x_row, g->x_row, g->wih_packed, M, GH, g->input_size, g->bias, 0,
+                 xw_buf, GH);
+            xw_t = xw_buf;
+        }
+        gemm(hp, H, g->whh_packed, M, GH, H, g->hidden_bias, 0, a, GH);
+        gru_forward(xw_t, a, hp, g->acts + (g->save ? t * B * GH : 0) + b0 * GH, g->ys + t * BH + b0 * H, M, H, G,
+                    g->cumax, g->aux);
+        if (g->a_ns)
+            for (long b = 0; b < M; ++b)
+                memcpy(g->a_ns + t * BH + (b0 + b) * H, a + b * GH + (G - 1) * H, sizeof(float) * H);
+    }
+}
+
 /* a_t = b_hh + h_{t-1} W_hh^T (hidden_bias (GH) may be NULL), then the fused update. The
  * input side as in lstm_sequence. a_ns (T, B, H) receives a_t's candidate block when not NULL
  * (the backward pass needs it). acts as in lstm_sequence; a: (B, GH) scratch; xw_buf: (B, GH)
@@ -201,20 +325,36 @@ void lstm_sequence_backward(const float *acts, const float *cs, const float *c0,
 void gru_sequence(const float *xw, long xw_step, const float *x, long x_step, long x_row, long input_size,
                   const float *wih_packed, const float *bias, const float *h0, const float *keep,
                   const float *whh_packed, const float *hidden_bias, float *a, float *xw_buf, float *acts, int save,
-                  float *a_ns, float *ys, float *scratch, long T, long B, long H, long G, int cumax, int aux) {
-    const long GH = G * H;
-    for (long t = 0; t < T; ++t) {
-        const float *keep_t = keep ? keep + t * B : NULL;
-        const float *hp = masked(t ? ys + (t - 1) * B * H : h0, keep_t, B, H, scratch);
-        const float *xw_t = xw + t * xw_step;
-        if (x) {
-            gemm(x + t * x_step, x_row, wih_packed, B, GH, input_size, bias, 0, xw_buf, GH);
-            xw_t = xw_buf;
+                  float *a_ns, float *ys, float *scratch, long T, long B, long H, long G, int cumax, int aux,
+                  long threads) {
+    const gru_args args = {xw, xw_step, x, x_step, x_row, input_size, wih_packed, bias, h0, keep, whh_packed,
+                           hidden_bias, a, xw_buf, acts, save, a_ns, ys, scratch, T, B, H, G, cumax, aux};
+    parallel_rows(gru_rows, &args, B, threads);
+}
+
+typedef struct {
+    const float *acts, *a_ns, *ys, *h0, *keep, *dys, *whh_packed;
+    float *da_all, *dxn_all, *dh, *scratch;
+    long T, B, H, G;
+    int cumax, aux;
+} gru_backward_args;
+
+static void gru_backward_rows(const void *p, long b0, long b1) {
+    const gru_backward_args *g = p;
+    const long B = g->B, H = g->H, G = g->G, GH = G * H, M = b1 - b0, BH = B * H;
+    float *dh = g->dh + b0 * H, *direct = g->scratch + BH + b0 * H;
+    for (long t = g->T - 1; t >= 0; --t) {
+        const float *keep_t = g->keep ? g->keep + t * B + b0 : NULL;
+        if (g->dys) {
+            const float *dy = g->dys + t * BH + b0 * H;
+            for (long j = 0; j < M * H; ++j) dh[j] += dy[j];
         }
-        gemm(hp, H, whh_packed, B, GH, H, hidden_bias, 0, a, GH);
-        gru_forward(xw_t, a, hp, acts + (save ? t * B * GH : 0), ys + t * B * H, B, H, G, cumax, aux);
-        if (a_ns)
-            for (long b = 0; b < B; ++b) memcpy(a_ns + (t * B + b) * H, a + b * GH + (G - 1) * H, sizeof(float) * H);
+        const float *hp = masked((t ? g->ys + (t - 1) * BH : g->h0) + b0 * H, keep_t, M, H, g->scratch + b0 * H);
+        float *da = g->da_all + t * B * GH + b0 * GH;
+        gru_backward(g->acts + t * B * GH + b0 * GH, g->a_ns + t * BH + b0 * H, hp, dh, da,
+                     g->dxn_all + t * BH + b0 * H, direct, M, H, G, g->cumax, g->aux);
+        gemm(da, GH, g->whh_packed, M, H, GH, direct, H, dh, H);
+        mask_rows(dh, keep_t, M, H);
     }
 }
 
@@ -223,18 +363,8 @@ void gru_sequence(const float *xw, long xw_step, const float *x, long x_step, lo
 void gru_sequence_backward(const float *acts, const float *a_ns, const float *ys, const float *h0,
                            const float *keep, const float *dys, const float *whh_packed, float *da_all,
                            float *dxn_all, float *dh, float *scratch, long T, long B, long H, long G, int cumax,
-                           int aux) {
-    const long GH = G * H;
-    float *direct = scratch + B * H;
-    for (long t = T - 1; t >= 0; --t) {
-        const float *keep_t = keep ? keep + t * B : NULL;
-        if (dys)
-            for (long j = 0; j < B * H; ++j) dh[j] += dys[t * B * H + j];
-        const float *hp = masked(t ? ys + (t - 1) * B * H : h0, keep_t, B, H, scratch);
-        float *da = da_all + t * B * GH;
-        gru_backward(acts + t * B * GH, a_ns + t * B * H, hp, dh, da, dxn_all + t * B * H, direct, B, H, G,
-                     cumax, aux);
-        gemm(da, GH, whh_packed, B, H, GH, direct, H, dh, H);
-        mask_rows(dh, keep_t, B, H);
-    }
+                           int aux, long threads) {
+    const gru_backward_args args = {acts, a_ns, ys, h0, keep, dys, whh_packed, da_all, dxn_all, dh, scratch,
+                                    T, B, H, G, cumax, aux};
+    parallel_rows(gru_backward_rows, &args, B, threads);
 }
