@@ -173,6 +173,85 @@ def test_single_step_inference_matches_reference(name, backend):
         state = fast
 
 
+def _native_or_skip():
+    native = _native.pointwise_for(torch.zeros(1))
+    if native is None:
+        pytest.skip("native kernels unavailable here")
+    return native
+
+
+# Sizes that leave partial register tiles and GEMM panels everywhere (H, I, B not multiples of
+# any vector width), with several full tiles of rows so the batch splits across threads.
+ODD = dict(T=6, B=19, I=21, H=37)
+ODD_CELLS = ["lstm", "ur-lstm", "om-lstm", "r-lstm", "gru", "ur-gru", "om-gru"]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("name", ODD_CELLS)
+def test_native_sequence_loops_match_pytorch_ops_at_odd_sizes(name, threads, monkeypatch):
+    """The C loops (own GEMM, batch split over threads) against the PyTorch-ops path."""
+    native = _native_or_skip()
+    monkeypatch.setattr(_native, "_threads", lambda: threads)
+    torch.manual_seed(3)
+    T, B, I, H = ODD["T"], ODD["B"], ODD["I"], ODD["H"]
+    rnn = build_rnn(name, I, H, num_layers=2)
+    x = torch.randn(T, B, I)
+    state = tuple(torch.randn(2, B, H) * 0.5 for _ in range(rnn.num_state_tensors))
+    resets = torch.rand(T, B) < 0.2
+
+    def run(pointwise):
+        xx = x.clone().requires_grad_()
+        ss = tuple(s.clone().requires_grad_() for s in state)
+        y, final = _run_fast(rnn, xx, ss, resets, pointwise)
+        loss = (y * torch.linspace(-1, 1, H)).sum() + sum((f**2).sum() for f in final)
+        with torch.no_grad():
+            y_inference, _ = _run_fast(rnn, x, state, resets, pointwise)
+        return [y, *final, y_inference, *torch.autograd.grad(loss, [xx, *ss, *rnn.parameters()])]
+
+    for a, b in zip(run(native), run(TorchPointwise)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_native_threads_split_the_batch_without_changing_results(monkeypatch):
+    """Rows are independent, so any thread count gives bit-identical outputs and gradients."""
+    _native_or_skip()
+    torch.manual_seed(4)
+    rnn = build_rnn("ur-lstm", 5, 40)
+    x = torch.randn(7, 48, 5)
+    resets = torch.rand(7, 48) < 0.1
+    results = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(_native, "_threads", lambda threads=threads: threads)
+        xx = x.clone().requires_grad_()
+        y, (h, c) = rnn(xx, resets=resets)
+        grads = torch.autograd.grad(y.sum() + c.sum(), [xx, *rnn.parameters()])
+        results.append([y, h, c, *grads])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("options", [{}, {"refine_bias": "independent"}, {"bias": False}])
+@pytest.mark.parametrize("name", ["ur-lstm", "om-lstm", "lstm", "ur-gru", "gru", "o-gru"])
+def test_one_step_kernel_matches_pytorch_ops_at_odd_sizes(name, options):
+    """The no-grad T = 1 path (dot-product GEMM on unpacked weights) against PyTorch ops."""
+    native = _native_or_skip()
+    if options.get("bias") is False and name.startswith("ur"):
+        options = {**options, "refine_bias": "independent"}  # the tie needs a bias
+    torch.manual_seed(5)
+    B, I, H = ODD["B"], ODD["I"], ODD["H"]
+    rnn = build_rnn(name, I, H, num_layers=2, **options)
+    state = tuple(torch.randn(2, B, H) * 0.5 for _ in range(rnn.num_state_tensors))
+    for layout in ("time_major", "batch_first_strided"):
+        x = torch.randn(1, B, I) if layout == "time_major" else torch.randn(B, 2 * I)[:, ::2].unsqueeze(0)
+        with torch.no_grad():
+            y_fast, fast = _run_fast(rnn, x, state, None, native)
+            y_ref, ref = _run_fast(rnn, x, state, None, TorchPointwise)
+        torch.testing.assert_close(y_fast, y_ref, atol=2e-5, rtol=1e-4)
+        for a, b in zip(fast, ref):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_gradcheck_float64(name):
     torch.manual_seed(2)

@@ -110,8 +110,11 @@ def _load():
         lib.gru_sequence.argtypes = ([ptr, long_, ptr, long_, long_, long_] + [ptr] * 9 + [int_] + [ptr] * 3
                                      + [long_] * 4 + [int_] * 2 + [long_])
         lib.gru_sequence_backward.argtypes = [ptr] * 11 + [long_] * 4 + [int_] * 2 + [long_]
+        lib.lstm_step.argtypes = [ptr, long_, long_, ptr, ptr, long_, long_] + [ptr] * 6 + [long_] * 3 + [int_] * 3
+        lib.gru_step.argtypes = [ptr, long_, long_, ptr, ptr, long_, long_] + [ptr] * 5 + [long_] * 3 + [int_] * 2
         for fn in (lib.lstm_forward, lib.lstm_backward, lib.gru_forward, lib.gru_backward, lib.pack_panels,
-                   lib.lstm_sequence, lib.lstm_sequence_backward, lib.gru_sequence, lib.gru_sequence_backward):
+                   lib.lstm_sequence, lib.lstm_sequence_backward, lib.gru_sequence, lib.gru_sequence_backward,
+                   lib.lstm_step, lib.gru_step):
             fn.restype = None
         _state["lib"] = lib
         _state["reason"] = f"fused C kernels from {target}"
@@ -162,6 +165,19 @@ class NativePointwise:
                          dxw_n.data_ptr(), direct.data_ptr(), dh.shape[0], spec.hidden_size, spec.num_gates,
                          int(spec.cumax_main), _AUX[spec.auxiliary_gate])
         return direct
+
+
+# ------------------------------------------------------------------ one inference step in C
+def _tie(cell, H: int) -> tuple[int, int]:
+    """Block indices (r, f) of the refine tie b_r - b_f, or (-1, -1) without it."""
+    blocks = cell._tie_blocks
+    return (blocks[0].start // H, blocks[1].start // H) if blocks is not None else (-1, -1)
+
+
+def _step_args(cell, x):
+    bias = cell.bias
+    return (x.data_ptr(), x.stride(0), x.shape[1], _c(cell.weight_ih).data_ptr(),
+            None if bias is None else _c(bias).data_ptr())
 
 
 # ------------------------------------------------------------------ whole-sequence loops in C
@@ -218,6 +234,27 @@ class _InputSide:
 
 class NativeSequence(NativePointwise):
     """The fused pointwise kernels plus whole-sequence loops (GEMM + update per step) in C."""
+
+    @staticmethod
+    def lstm_step(spec, cell, x, h0, c0, h_out, c_out) -> None:
+        """One no-grad step of one layer: x (B, I) with unit stride along I; writes h_out, c_out."""
+        B, H = x.shape[0], spec.hidden_size
+        GH = spec.num_gates * H
+        scratch = x.new_empty(GH + 2 * B * GH)
+        _state["lib"].lstm_step(*_step_args(cell, x), *_tie(cell, H), h0.data_ptr(), c0.data_ptr(),
+                                _c(cell.weight_hh).data_ptr(), scratch.data_ptr(), h_out.data_ptr(),
+                                c_out.data_ptr(), B, H, spec.num_gates, *_flags(spec), int(spec.coupled))
+
+    @staticmethod
+    def gru_step(spec, cell, x, h0, h_out) -> None:
+        """One no-grad step of one GRU-family layer (see lstm_step)."""
+        B, H = x.shape[0], spec.hidden_size
+        GH = spec.num_gates * H
+        scratch = x.new_empty(GH + 3 * B * GH)
+        bias_hn = cell.bias_hn
+        _state["lib"].gru_step(*_step_args(cell, x), *_tie(cell, H), h0.data_ptr(), _c(cell.weight_hh).data_ptr(),
+                               None if bias_hn is None else _c(bias_hn).data_ptr(), scratch.data_ptr(),
+                               h_out.data_ptr(), B, H, spec.num_gates, *_flags(spec))
 
     @staticmethod
     def lstm_sequence(spec, xw, h0, c0, weight_hh, keep, save):

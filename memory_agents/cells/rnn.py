@@ -178,6 +178,10 @@ class GatedRNN(nn.Module):
         return ys, (ys[-1],), acts
 
     def forward(self, input, state=None, resets=None):
+        if resets is None and not torch.is_grad_enabled():
+            out = self._one_step(input, state)
+            if out is not None:
+                return out
         x, state, keep, unbatched = self._prepare(input, state, resets)
         finals = []
         for layer in range(self.num_layers):
@@ -189,6 +193,39 @@ class GatedRNN(nn.Module):
         if unbatched:
             return x.squeeze(1), tuple(s.squeeze(1) for s in new_state)
         return (x.transpose(0, 1) if self.batch_first else x), new_state
+
+    def _one_step(self, input, state):
+        """One time step without autograd (what an RL env runner calls) through the one-step C
+        kernels: no packing, no per-layer Python beyond one call. None when anything about the
+        call is unusual; the general path then runs it (and raises the precise errors)."""
+        if (not isinstance(input, torch.Tensor) or input.dim() != 3 or input.dtype != torch.float32
+                or input.shape[1 if self.batch_first else 0] != 1 or input.shape[2] != self.input_size
+                or (self.dropout and self.training and self.num_layers > 1)):
+            return None
+        kernels = _native.pointwise_for(input)
+        if kernels is None or not hasattr(kernels, "lstm_step"):
+            return None
+        B, L, H = input.shape[0 if self.batch_first else 1], self.num_layers, self.hidden_size
+        if state is None:
+            state = tuple(input.new_zeros(L, B, H) for _ in range(self.num_state_tensors))
+        else:
+            state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
+            if len(state) != self.num_state_tensors or any(
+                    s.shape != (L, B, H) or s.dtype != torch.float32 or s.device != input.device for s in state):
+                return None
+            state = tuple(s.contiguous() for s in state)
+        x = input[:, 0] if self.batch_first else input[0]
+        if x.stride(-1) != 1:
+            x = x.contiguous()
+        new_state = tuple(input.new_empty(L, B, H) for _ in range(self.num_state_tensors))
+        for layer, cell in enumerate(self.cells):
+            if self.is_lstm:
+                kernels.lstm_step(self._spec, cell, x, state[0][layer], state[1][layer], new_state[0][layer],
+                                  new_state[1][layer])
+            else:
+                kernels.gru_step(self._spec, cell, x, state[0][layer], new_state[0][layer])
+            x = new_state[0][layer]
+        return x.unsqueeze(1 if self.batch_first else 0).clone(), new_state
 
     @torch.no_grad()
     def gate_trace(self, input, state=None, resets=None, layer: int = -1) -> dict[str, torch.Tensor]:

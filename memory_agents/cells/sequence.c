@@ -125,6 +125,113 @@ void gemm(const float *A, long lda, const float *packed, long M, long N, long K,
     gemm_panels(A, lda, packed, M, N, K, cin, ldci, C, ldc, 0, (N + NR - 1) / NR);
 }
 
+/* ------------------------------------------------------------------ unpacked (dot) product */
+/* C = Cin + A W^T with W in its own row-major (N x K) layout: no packing, for calls too short to
+ * repay it (one env-runner step). Vectorised along k: a DM x DN tile keeps VW accumulators
+ * (DM * DN == VW), reduced to one vector of VW sums by a shuffle tree at the end. */
+#if VW == 16
+#define DM 4
+#define DN 4
+#elif VW == 8
+#define DM 4
+#define DN 2
+#else
+#define DM 2
+#define DN 2
+#endif
+
+typedef int vi __attribute__((vector_size(VW * 4)));
+
+/* Lane masks of the reduction tree, level by level: sources double, partials per source halve. */
+static vi reduce_lo[8], reduce_hi[8];
+static int reduce_levels;
+
+__attribute__((constructor)) static void init_reduce_masks(void) {
+    int level = 0;
+    for (int group = VW / 2; group >= 1; group /= 2, ++level) {
+        /* inputs hold sources in runs of 2 * group lanes; keep the first / second half of each run */
+        for (int lane = 0; lane < VW; ++lane) {
+            const int run = lane / group, within = lane % group, from_b = run >= VW / (2 * group);
+            const int src_run = from_b ? run - VW / (2 * group) : run;
+            reduce_lo[level][lane] = (from_b ? VW : 0) + src_run * 2 * group + within;
+            reduce_hi[level][lane] = reduce_lo[level][lane] + group;
+        }
+    }
+    reduce_levels = level;
+}
+
+INLINE vf reduce_tile(vf *acc) {
+    for (int level = 0, n = VW; level < reduce_levels; ++level, n /= 2)
+        for (int m = 0; m < n / 2; ++m)
+            acc[m] = __builtin_shuffle(acc[2 * m], acc[2 * m + 1], reduce_lo[level]) +
+                     __builtin_shuffle(acc[2 * m], acc[2 * m + 1], reduce_hi[level]);
+    return acc[0];
+}
+
+/* acc += A[rows] . W[rows] over k in [0, K), for a DM x DN tile (rows given as pointers). */
+INLINE void dot_tile(vf *acc, const float *const *a, const float *const *w, long K) {
+    const long k_main = K / VW * VW;
+    for (long k = 0; k < k_main; k += VW) {
+        vf av[DM], wv[DN];
+        for (int i = 0; i < DM; ++i) memcpy(&av[i], a[i] + k, sizeof(vf));
+        for (int j = 0; j < DN; ++j) memcpy(&wv[j], w[j] + k, sizeof(vf));
+        for (int i = 0; i < DM; ++i)
+            for (int j = 0; j < DN; ++j) acc[i * DN + j] += av[i] * wv[j];
+    }
+    if (k_main < K) { /* the last K % VW columns, zero-padded */
+        vf av[DM], wv[DN];
+        for (int i = 0; i < DM; ++i) {
+            float tmp[VW] = {0};
+            memcpy(tmp, a[i] + k_main, sizeof(float) * (K - k_main));
+            memcpy(&av[i], tmp, sizeof(vf));
+        }
+        for (int j = 0; j < DN; ++j) {
+            float tmp[VW] = {0};
+            memcpy(tmp, w[j] + k_main, sizeof(float) * (K - k_main));
+            memcpy(&wv[j], tmp, sizeof(vf));
+        }
+        for (int i = 0; i < DM; ++i)
+            for (int j = 0; j < DN; ++j) acc[i * DN + j] += av[i] * wv[j];
+    }
+}
+
+/* C = Cin + A1 W1^T + A2 W2^T (A2 may be NULL): two products share one reduction, which is what
+ * makes a single step ([x, h] against [W_ih, W_hh]) efficient without concatenating anything. */
+void gemm_dot2(const float *A1, long lda1, const float *W1, long ldw1, long K1, const float *A2, long lda2,
+               const float *W2, long ldw2, long K2, long M, long N, const float *cin, long ldci, float *C, long ldc) {
+    for (long j0 = 0; j0 < N; j0 += DN) {
+        const float *w1[DN], *w2[DN];
+        for (int j = 0; j < DN; ++j) { /* tails repeat the last row; its results are not stored */
+            const long n = j0 + j < N ? j0 + j : N - 1;
+            w1[j] = W1 + n * ldw1;
+            w2[j] = A2 ? W2 + n * ldw2 : NULL;
+        }
+        for (long i0 = 0; i0 < M; i0 += DM) {
+            const float *a1[DM], *a2[DM];
+            for (int i = 0; i < DM; ++i) {
+                const long m = i0 + i < M ? i0 + i : M - 1;
+                a1[i] = A1 + m * lda1;
+                a2[i] = A2 ? A2 + m * lda2 : NULL;
+            }
+            vf acc[VW];
+            for (int s = 0; s < VW; ++s) acc[s] = (vf){0};
+            dot_tile(acc, a1, w1, K1);
+            if (A2) dot_tile(acc, a2, w2, K2);
+            const vf sums = reduce_tile(acc);
+            for (int i = 0; i < DM && i0 + i < M; ++i)
+                for (int j = 0; j < DN && j0 + j < N; ++j) {
+                    const float base = cin ? cin[(i0 + i) * ldci + j0 + j] : 0.0f;
+                    C[(i0 + i) * ldc + j0 + j] = base + sums[i * DN + j];
+                }
+        }
+    }
+}
+
+void gemm_dot(const float *A, long lda, const float *W, long ldw, long M, long N, long K, const float *cin,
+              long ldci, float *C, long ldc) {
+    gemm_dot2(A, lda, W, ldw, K, NULL, 0, NULL, 0, 0, M, N, cin, ldci, C, ldc);
+}
+
 /* The state entering step t, with the rows that reset before t zeroed (keep[t, b] == 0).
  * Returns src itself when no row resets (most steps), else a masked copy in scratch. */
 static const float *masked(const float *src, const float *keep_t, long B, long H, float *scratch) {
@@ -367,4 +474,41 @@ void gru_sequence_backward(const float *acts, const float *a_ns, const float *ys
     const gru_backward_args args = {acts, a_ns, ys, h0, keep, dys, whh_packed, da_all, dxn_all, dh, scratch,
                                     T, B, H, G, cumax, aux};
     parallel_rows(gru_backward_rows, &args, B, threads);
+}
+
+/* ----------------------------------------------------------------------- one inference step */
+/* T = 1 without autograd (an env runner's call): the weights are used in place (packing them
+ * would cost more than the step), and x W_ih^T + h W_hh^T share one reduction.
+ * The bias is the raw parameter; tie_r >= 0 applies the refine tie b_r - b_f (block indices).
+ * scratch: GH + 2 B GH floats. */
+static const float *tied_bias(const float *bias, long tie_r, long tie_f, long H, long GH, float *out) {
+    if (!bias || tie_r < 0) return bias;
+    memcpy(out, bias, sizeof(float) * GH);
+    for (long j = 0; j < H; ++j) out[tie_r * H + j] -= bias[tie_f * H + j];
+    return out;
+}
+
+void lstm_step(const float *x, long x_row, long input_size, const float *wih, const float *bias, long tie_r,
+               long tie_f, const float *h0, const float *c0, const float *whh, float *scratch, float *h_out,
+               float *c_out, long B, long H, long G, int cumax, int aux, int coupled) {
+    const long GH = G * H;
+    float *z = scratch + GH, *act = z + B * GH;
+    const float *b = tied_bias(bias, tie_r, tie_f, H, GH, scratch);
+    gemm_dot2(x, x_row, wih, input_size, input_size, h0, H, whh, H, H, B, GH, b, 0, z, GH);
+    lstm_forward(z, act, c0, c_out, h_out, B, H, G, cumax, aux, coupled);
+}
+
+/* The candidate's two halves stay apart (n = tanh(xw_n + s * a_n)); the other gates sum them.
+ * scratch: GH + 3 B GH floats. */
+void gru_step(const float *x, long x_row, long input_size, const float *wih, const float *bias, long tie_r,
+              long tie_f, const float *h0, const float *whh, const float *bias_hn, float *scratch, float *h_out,
+              long B, long H, long G, int cumax, int aux) {
+    const long GH = G * H, n0 = (G - 1) * H;
+    float *xw = scratch + GH, *a = xw + B * GH, *act = a + B * GH;
+    const float *b = tied_bias(bias, tie_r, tie_f, H, GH, scratch);
+    gemm_dot2(x, x_row, wih, input_size, input_size, h0, H, whh, H, H, B, n0, b, 0, xw, GH);
+    gemm_dot(x, x_row, wih + n0 * input_size, input_size, B, H, input_size, b ? b + n0 : NULL, 0, xw + n0, GH);
+    gemm_dot(h0, H, whh + n0 * H, H, B, H, H, bias_hn, 0, a + n0, GH);
+    for (long r = 0; r < B; ++r) memset(a + r * GH, 0, sizeof(float) * n0); /* already summed into xw */
+    gru_forward(xw, a, h0, act, h_out, B, H, G, cumax, aux);
 }
