@@ -257,19 +257,20 @@ class NativeSequence(NativePointwise):
                                h_out.data_ptr(), B, H, spec.num_gates, *_flags(spec))
 
     @staticmethod
-    def lstm_sequence(spec, xw, h0, c0, weight_hh, keep, save):
-        """Training / gate-trace forward from precomputed ``xw`` (T, B, GH): (ys, cs, acts)."""
-        T, B, GH = xw.shape
-        H = spec.hidden_size
-        xw, h0, c0, keep = _c(xw), _c(h0), _c(c0), _maybe_c(keep)
-        ys, cs = xw.new_empty(T, B, H), xw.new_empty(T, B, H)
-        acts = xw.new_empty(T if save else 1, B, GH)
-        z, scratch = xw.new_empty(B, GH), xw.new_empty(2, B, H)
+    def lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save):
+        """Forward with every c_t kept (training, gate traces): (ys, cs, acts if save)."""
+        T, B, _ = x.shape
+        H, GH = spec.hidden_size, weight_hh.shape[0]
+        h0, c0, keep = _c(h0), _c(c0), _maybe_c(keep)
+        inputs = _InputSide(x, weight_ih, bias)
+        ys, cs = x.new_empty(T, B, H), x.new_empty(T, B, H)
+        acts = x.new_empty(T if save else 1, B, GH)
+        z, scratch = x.new_empty(B, GH), x.new_empty(2, B, H)
         packed = pack_transposed(weight_hh)
-        _state["lib"].lstm_sequence(xw.data_ptr(), B * GH, None, 0, 0, 0, None, None, h0.data_ptr(), c0.data_ptr(),
-                                    _ptr(keep), packed.data_ptr(), z.data_ptr(), acts.data_ptr(), int(save),
-                                    ys.data_ptr(), cs.data_ptr(), T, scratch.data_ptr(), T, B, H, spec.num_gates,
-                                    *_flags(spec), int(spec.coupled), _threads())
+        _state["lib"].lstm_sequence(None, 0, *inputs.args(), h0.data_ptr(), c0.data_ptr(), _ptr(keep),
+                                    packed.data_ptr(), z.data_ptr(), acts.data_ptr(), int(save), ys.data_ptr(),
+                                    cs.data_ptr(), T, scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec),
+                                    int(spec.coupled), _threads())
         return ys, cs, (acts if save else None)
 
     @staticmethod
@@ -305,19 +306,21 @@ class NativeSequence(NativePointwise):
         return dz_all, dh, dc
 
     @staticmethod
-    def gru_sequence(spec, xw, h0, weight_hh, hidden_bias, keep, save):
-        """Training / gate-trace forward from precomputed ``xw``: (ys, acts, a_ns)."""
-        T, B, GH = xw.shape
-        H = spec.hidden_size
-        xw, h0, keep, hidden_bias = _c(xw), _c(h0), _maybe_c(keep), _maybe_c(hidden_bias)
-        ys = xw.new_empty(T, B, H)
-        acts = xw.new_empty(T if save else 1, B, GH)
-        a_ns = xw.new_empty(T, B, H) if save else None
-        a, scratch = xw.new_empty(B, GH), xw.new_empty(B, H)
+    def gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save):
+        """Forward keeping what the backward needs when save: (ys, acts, a_ns) (None if not save)."""
+        T, B, _ = x.shape
+        H, GH = spec.hidden_size, weight_hh.shape[0]
+        h0, keep, hidden_bias = _c(h0), _maybe_c(keep), _maybe_c(hidden_bias)
+        inputs = _InputSide(x, weight_ih, bias)
+        ys = x.new_empty(T, B, H)
+        acts = x.new_empty(T if save else 1, B, GH)
+        a_ns = x.new_empty(T, B, H) if save else None
+        a, xw_buf, scratch = x.new_empty(B, GH), x.new_empty(B, GH), x.new_empty(B, H)
         packed = pack_transposed(weight_hh)
-        _state["lib"].gru_sequence(xw.data_ptr(), B * GH, None, 0, 0, 0, None, None, h0.data_ptr(), _ptr(keep),
-                                   packed.data_ptr(), _ptr(hidden_bias), a.data_ptr(), None, acts.data_ptr(), int(save), _ptr(a_ns), ys.data_ptr(),
-                                   scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec), _threads())
+        _state["lib"].gru_sequence(None, 0, *inputs.args(), h0.data_ptr(), _ptr(keep), packed.data_ptr(),
+                                   _ptr(hidden_bias), a.data_ptr(), xw_buf.data_ptr(), acts.data_ptr(), int(save),
+                                   _ptr(a_ns), ys.data_ptr(), scratch.data_ptr(), T, B, H, spec.num_gates,
+                                   *_flags(spec), _threads())
         return ys, (acts if save else None), a_ns
 
     @staticmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 
 from .config import CellConfig
 
@@ -185,11 +186,12 @@ def _select_pointwise(xw: torch.Tensor):
     return _native.pointwise_for(xw) or TorchPointwise
 
 
-def lstm_loop(spec, xw, h0, c0, weight_hh, keep, save: bool, pointwise=None):
-    """Run the LSTM-family recurrence. Returns (ys, cs, acts or None)."""
-    pw = pointwise or _select_pointwise(xw)
-    if hasattr(pw, "lstm_sequence"):  # the whole loop in C
-        return pw.lstm_sequence(spec, xw, h0, c0, weight_hh, keep, save)
+def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save: bool, pointwise=None):
+    """Run the LSTM-family recurrence on the layer input x (T, B, I). Returns (ys, cs, acts or None)."""
+    pw = pointwise or _select_pointwise(x)
+    if hasattr(pw, "lstm_sequence"):  # the whole loop in C, input projection included
+        return pw.lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save)
+    xw = F.linear(x, weight_ih, bias)  # all T steps in one GEMM
     T, B, GH = xw.shape
     H = spec.hidden_size
     ys = xw.new_empty(T, B, H)
@@ -208,11 +210,12 @@ def lstm_loop(spec, xw, h0, c0, weight_hh, keep, save: bool, pointwise=None):
     return ys, cs, (acts if save else None)
 
 
-def gru_loop(spec, xw, h0, weight_hh, hidden_bias, keep, save: bool, pointwise=None):
-    """Run the GRU-family recurrence. Returns (ys, acts or None, a_n or None)."""
-    pw = pointwise or _select_pointwise(xw)
+def gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save: bool, pointwise=None):
+    """Run the GRU-family recurrence on x (T, B, I). Returns (ys, acts or None, a_n or None)."""
+    pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "gru_sequence"):
-        return pw.gru_sequence(spec, xw, h0, weight_hh, hidden_bias, keep, save)
+        return pw.gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save)
+    xw = F.linear(x, weight_ih, bias)
     T, B, GH = xw.shape
     H = spec.hidden_size
     ys = xw.new_empty(T, B, H)
@@ -346,19 +349,39 @@ def _lstm_backward_loop(spec, pw, acts, cs, c0, keep, dys, weight_hh, dc_last):
     return dz_all, dh, dc
 
 
+def _input_grads(ctx, x, weight_ih, d_pre, blocks=None):
+    """Gradients of x, W_ih and b for pre-activations ``x W_ih^T + b`` whose gradient is d_pre
+    (T, B, GH), or, for the GRU, ``blocks``: [(columns, gradient (T, B, n))] covering GH."""
+    T, B, I = x.shape
+    blocks = blocks or [(slice(None), d_pre)]
+    flat = [(cols, g.reshape(T * B, -1)) for cols, g in blocks]
+    dx = d_weight_ih = d_bias = None
+    if ctx.needs_input_grad[0]:
+        dx = sum(g @ weight_ih[cols] for cols, g in flat).view(T, B, I)
+    if ctx.needs_input_grad[1]:
+        x_flat = x.reshape(T * B, I)
+        d_weight_ih = torch.cat([g.t() @ x_flat for _, g in flat])
+    if ctx.needs_input_grad[2]:
+        d_bias = torch.cat([g.sum(0) for _, g in flat])
+    return dx, d_weight_ih, d_bias
+
+
 class LSTMSequence(torch.autograd.Function):
-    """(xw, h0, c0, W_hh, keep) -> (ys, c_T) for the LSTM family, with a hand-written BPTT."""
+    """(x, W_ih, b, h0, c0, W_hh, keep) -> (ys, c_T) for the LSTM family, with a hand-written BPTT.
+
+    The input projection is part of the function: the C loop computes x_t W_ih^T + b per step
+    next to h W_hh^T (no (T, B, G*H) buffer), and the backward gives dx, dW_ih, db from dz."""
 
     @staticmethod
-    def forward(ctx, xw, h0, c0, weight_hh, keep, spec, pointwise):
-        ys, cs, acts = lstm_loop(spec, xw, h0, c0, weight_hh, keep, save=True, pointwise=pointwise)
+    def forward(ctx, x, weight_ih, bias, h0, c0, weight_hh, keep, spec, pointwise):
+        ys, cs, acts = lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=True, pointwise=pointwise)
         ctx.spec, ctx.pointwise = spec, pointwise
-        ctx.save_for_backward(h0, c0, weight_hh, keep, ys, cs, acts)
+        ctx.save_for_backward(x, weight_ih, h0, c0, weight_hh, keep, ys, cs, acts)
         return ys, cs[-1]
 
     @staticmethod
     def backward(ctx, dys, dc_last):
-        h0, c0, weight_hh, keep, ys, cs, acts = ctx.saved_tensors
+        x, weight_ih, h0, c0, weight_hh, keep, ys, cs, acts = ctx.saved_tensors
         spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
         if hasattr(pw, "lstm_sequence_backward"):
             dz_all, dh, dc = pw.lstm_sequence_backward(spec, acts, cs, c0, keep, dys, weight_hh, dc_last)
@@ -367,23 +390,26 @@ class LSTMSequence(torch.autograd.Function):
         h_prev_all = _previous(ys, h0, keep)
         GH, H = acts.shape[-1], ys.shape[-1]
         d_weight_hh = dz_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
-        return dz_all, dh, dc, d_weight_hh, None, None, None
+        dx, d_weight_ih, d_bias = _input_grads(ctx, x, weight_ih, dz_all)
+        return dx, d_weight_ih, d_bias, dh, dc, d_weight_hh, None, None, None
 
 
 class GRUSequence(torch.autograd.Function):
-    """(xw, h0, W_hh, b_hh, keep) -> ys for the GRU family, with a hand-written BPTT."""
+    """(x, W_ih, b, h0, W_hh, b_hh, keep) -> ys for the GRU family, with a hand-written BPTT
+    (input projection inside, as in :class:`LSTMSequence`)."""
 
     @staticmethod
-    def forward(ctx, xw, h0, weight_hh, hidden_bias, keep, spec, pointwise):
-        ys, acts, a_ns = gru_loop(spec, xw, h0, weight_hh, hidden_bias, keep, save=True, pointwise=pointwise)
+    def forward(ctx, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, spec, pointwise):
+        ys, acts, a_ns = gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=True,
+                                  pointwise=pointwise)
         ctx.spec, ctx.pointwise = spec, pointwise
         ctx.has_hidden_bias = hidden_bias is not None
-        ctx.save_for_backward(h0, weight_hh, keep, ys, acts, a_ns)
+        ctx.save_for_backward(x, weight_ih, h0, weight_hh, keep, ys, acts, a_ns)
         return ys
 
     @staticmethod
     def backward(ctx, dys):
-        h0, weight_hh, keep, ys, acts, a_ns = ctx.saved_tensors
+        x, weight_ih, h0, weight_hh, keep, ys, acts, a_ns = ctx.saved_tensors
         spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
         T, B, GH = acts.shape
         H = spec.hidden_size
@@ -401,7 +427,10 @@ class GRUSequence(torch.autograd.Function):
                 dh = torch.addmm(direct, da_all[t], weight_hh)
                 if keeps[t] is not None:
                     dh = dh * keeps[t]
-        d_xw = torch.cat([da_all[..., : GH - H], dxn_all], -1)
         d_weight_hh = da_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
         d_hidden_bias = da_all.sum((0, 1)) if ctx.has_hidden_bias else None
-        return d_xw, dh, d_weight_hh, d_hidden_bias, None, None, None
+        # d(x W_ih^T + b) is da in the gate blocks and dxn in the candidate's: no concatenation.
+        n0 = GH - H
+        dx, d_weight_ih, d_bias = _input_grads(ctx, x, weight_ih, None,
+                                               [(slice(0, n0), da_all[..., :n0]), (slice(n0, GH), dxn_all)])
+        return dx, d_weight_ih, d_bias, dh, d_weight_hh, d_hidden_bias, None, None, None

@@ -162,19 +162,19 @@ class GatedRNN(nn.Module):
                     return ys, (ys[-1], c_last), None
                 ys = gru_inference(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep)
                 return ys, (ys[-1],), None
-        # One GEMM projects the inputs of all T steps; autograd owns it (dW_ih, dx).
-        xw = F.linear(x, cell.weight_ih, bias)
+        # The input projection runs inside the loops (and their backward gives dx, dW_ih, db).
         if self.is_lstm:
             c0 = state[1][layer]
             if needs_grad and not save_gates:
-                ys, c_last = LSTMSequence.apply(xw, h0, c0, cell.weight_hh, keep, self._spec, None)
+                ys, c_last = LSTMSequence.apply(x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, self._spec, None)
                 return ys, (ys[-1], c_last), None
-            ys, cs, acts = lstm_loop(self._spec, xw, h0, c0, cell.weight_hh, keep, save=save_gates)
+            ys, cs, acts = lstm_loop(self._spec, x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, save=save_gates)
             return ys, (ys[-1], cs[-1]), acts
         if needs_grad and not save_gates:
-            ys = GRUSequence.apply(xw, h0, cell.weight_hh, hidden_bias, keep, self._spec, None)
+            ys = GRUSequence.apply(x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep, self._spec, None)
             return ys, (ys[-1],), None
-        ys, acts, _ = gru_loop(self._spec, xw, h0, cell.weight_hh, hidden_bias, keep, save=save_gates)
+        ys, acts, _ = gru_loop(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep,
+                               save=save_gates)
         return ys, (ys[-1],), acts
 
     def forward(self, input, state=None, resets=None):
