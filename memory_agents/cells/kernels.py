@@ -1,14 +1,17 @@
 """Fast sequence kernels: the time loop of one layer, with a hand-written backward pass.
 
-Why a custom ``autograd.Function``: the input projection of all T steps is one GEMM done by the
-caller; per step only ``h @ W_hh`` remains, followed by one pointwise update. Autograd through a
-Python loop would record ~20 nodes per step; here the forward saves the gate activations and
-the backward runs its own loop (one GEMM per step for ``dh``) and computes ``dW_hh`` with a single
-GEMM over all steps at the end.
+Why a custom ``autograd.Function``: autograd through a Python loop would record ~20 nodes per
+step; here the forward saves the gate activations and the backward runs its own loop (one GEMM
+per step for ``dh``), then computes ``dW_hh``, ``dW_ih`` and ``dx`` with one GEMM each over all
+steps.
 
-The pointwise update is pluggable (:class:`TorchPointwise`, or the fused C kernels of
-:mod:`memory_agents.cells._native` when they could be built); both compute the same
-equations as the step-by-step cells in :mod:`memory_agents.cells.cells`.
+Two backends run the loops, with the same equations as the step-by-step cells of
+:mod:`memory_agents.cells.cells`:
+
+- :class:`~memory_agents.cells._native.NativeKernels` (float32 CPU, when the C code could be
+  built): the whole loop in C, input projection included, so no (T, B, G*H) buffer exists;
+- :class:`TorchPointwise` (any dtype or device): the input projection of all T steps in one GEMM,
+  then a Python loop of ``h @ W_hh`` plus the pointwise update in PyTorch ops.
 
 Resets: ``keep`` is a (T, B, 1) float mask, 0 where the state is zeroed before step t. It
 multiplies the carried state, so episode boundaries never leave the fast path.

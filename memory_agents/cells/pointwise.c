@@ -1,8 +1,8 @@
 /* Fused pointwise updates of the gated-cell family (float32, row-major, contiguous).
  *
- * One call per time step replaces ~15 PyTorch ops (forward) and ~35 (backward); the math is
+ * Called once per time step by the loops of sequence.c (which includes this file); the math is
  * that of memory_agents/cells/kernels.py's TorchPointwise, which the parity tests compare to
- * the step-by-step cells. Plain C, no PyTorch headers: it compiles in about a second.
+ * the step-by-step cells. Plain C, no PyTorch headers.
  *
  * Layout: rows of G*H gate values. LSTM blocks [f, aux?, i?, o, u]; GRU blocks [f, aux?, s, n].
  * aux: 0 none, 1 refine (g = f + (2r-1) f(1-f)), 2 master (g = f - (1-m) f(1-f)).
