@@ -160,6 +160,37 @@ def readme_tables(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def check_targets(rows: list[dict]) -> list[dict]:
+    """The issue's targets, each as a row with the measured ratio and whether it is met:
+    ``ur-lstm`` training >= 1.0x and forward >= 0.8x of torch.nn.LSTM at the sequence shapes,
+    every other preset training >= 0.8x of its family's torch module, and a single step
+    (forward, T = 1) no slower than the torch module (>= 1.0x)."""
+    checks = []
+    for r in rows:
+        if r["module"].startswith("torch."):
+            continue
+        if r["shape"] == "step":
+            wanted = [("forward", 1.0)]
+        elif r["module"] == "ur-lstm":
+            wanted = [("train", 1.0), ("forward", 0.8)]
+        else:
+            wanted = [("train", 0.8)]
+        for measure, target in wanted:
+            ratio = r[f"{measure}_ratio"]
+            checks.append({"threads": r["threads"], "shape": r["shape"], "module": r["module"], "measure": measure,
+                           "ratio": round(ratio, 3), "target": target, "met": ratio >= target})
+    return checks
+
+
+def print_targets(checks: list[dict]) -> None:
+    met = sum(c["met"] for c in checks)
+    print(f"targets met: {met}/{len(checks)}")
+    for c in checks:
+        if not c["met"]:
+            print(f"  NOT MET: {c['threads']} thread(s) {c['shape']} {c['module']} {c['measure']} "
+                  f"{c['ratio']:.2f}x < {c['target']:.1f}x")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default=",".join(available_cells()), help="comma-separated presets")
@@ -170,7 +201,9 @@ def main(argv=None) -> None:
     parser.add_argument("--readme-from", metavar="JSON", help="print the README tables of an earlier run and exit")
     args = parser.parse_args(argv)
     if args.readme_from:
-        print(readme_tables(json.loads(Path(args.readme_from).read_text())["rows"]))
+        rows = json.loads(Path(args.readme_from).read_text())["rows"]
+        print(readme_tables(rows))
+        print_targets(check_targets(rows))
         return
     presets = [p for p in args.presets.split(",") if p]
     shapes = [s for s in args.shapes.split(",") if s]
@@ -187,11 +220,12 @@ def main(argv=None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     def save(rows):  # after every row: an interrupted run keeps what it measured
-        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        out.write_text(json.dumps({"meta": meta, "rows": rows, "targets": check_targets(rows)}, indent=1))
 
     rows = run(presets, shapes, threads, args.repeats, on_row=save)
     print()
     print(readme_tables(rows))
+    print_targets(check_targets(rows))
     print(f"\nwrote {out}")
 
 
