@@ -211,7 +211,7 @@ def main(argv=None) -> None:
         if s not in SHAPES:
             parser.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
     threads = [int(t) for t in args.threads.split(",")]
-    print(f"pointwise backend: {_native.backend_name()} ({_native.backend_reason()})", flush=True)
+    print(f"backend: {_native.backend_name()} ({_native.backend_reason()})", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(),

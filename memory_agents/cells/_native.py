@@ -142,10 +142,16 @@ def _tie(cell, H: int) -> tuple[int, int]:
     return (blocks[0].start // H, blocks[1].start // H) if blocks is not None else (-1, -1)
 
 
-def _step_args(cell, x):
-    bias = cell.bias
-    return (x.data_ptr(), x.stride(0), x.shape[1], _c(cell.weight_ih).data_ptr(),
-            None if bias is None else _c(bias).data_ptr())
+class _StepOperands:
+    """A layer's parameters as C pointers, holding the tensors (a temporary's pointer would dangle)."""
+
+    def __init__(self, cell, x):
+        self.x, self.weight_ih, self.weight_hh = x, _c(cell.weight_ih), _c(cell.weight_hh)
+        self.bias = _maybe_c(cell.bias)
+        self.bias_hn = _maybe_c(getattr(cell, "bias_hn", None))
+
+    def input_args(self) -> tuple:
+        return (self.x.data_ptr(), self.x.stride(0), self.x.shape[1], self.weight_ih.data_ptr(), _ptr(self.bias))
 
 
 # ------------------------------------------------------------------ whole-sequence loops in C
@@ -215,8 +221,9 @@ class NativeKernels:
         B, H = x.shape[0], spec.hidden_size
         GH = spec.num_gates * H
         scratch = x.new_empty(GH + 2 * B * GH)
-        _state["lib"].lstm_step(*_step_args(cell, x), *_tie(cell, H), h0.data_ptr(), c0.data_ptr(),
-                                _c(cell.weight_hh).data_ptr(), scratch.data_ptr(), h_out.data_ptr(),
+        ops = _StepOperands(cell, x)
+        _state["lib"].lstm_step(*ops.input_args(), *_tie(cell, H), h0.data_ptr(), c0.data_ptr(),
+                                ops.weight_hh.data_ptr(), scratch.data_ptr(), h_out.data_ptr(),
                                 c_out.data_ptr(), B, H, spec.num_gates, *_flags(spec), int(spec.coupled))
 
     @staticmethod
@@ -225,10 +232,10 @@ class NativeKernels:
         B, H = x.shape[0], spec.hidden_size
         GH = spec.num_gates * H
         scratch = x.new_empty(GH + 3 * B * GH)
-        bias_hn = cell.bias_hn
-        _state["lib"].gru_step(*_step_args(cell, x), *_tie(cell, H), h0.data_ptr(), _c(cell.weight_hh).data_ptr(),
-                               None if bias_hn is None else _c(bias_hn).data_ptr(), scratch.data_ptr(),
-                               h_out.data_ptr(), B, H, spec.num_gates, *_flags(spec))
+        ops = _StepOperands(cell, x)
+        _state["lib"].gru_step(*ops.input_args(), *_tie(cell, H), h0.data_ptr(), ops.weight_hh.data_ptr(),
+                               _ptr(ops.bias_hn), scratch.data_ptr(), h_out.data_ptr(), B, H, spec.num_gates,
+                               *_flags(spec))
 
     @staticmethod
     def lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save):

@@ -20,9 +20,9 @@ class GatedRNN(nn.Module):
     r"""A multi-layer gated RNN with the paper's gate variants, interface of ``torch.nn.LSTM``.
 
     Each layer is a :class:`~memory_agents.cells.cells.GatedLSTMCell` or
-    :class:`~memory_agents.cells.cells.GatedGRUCell` (their docstrings give the equations). The
-    forward pass projects the inputs of all time steps with one matrix multiply, then runs the
-    recurrence in a fast kernel with a hand-written backward (:mod:`memory_agents.cells.kernels`).
+    :class:`~memory_agents.cells.cells.GatedGRUCell` (their docstrings give the equations). Each
+    layer's recurrence, input projection included, runs in a fast kernel with a hand-written
+    backward (:mod:`memory_agents.cells.kernels`; in C for float32 on the CPU).
 
     Args:
         config: the cell's :class:`~memory_agents.cells.config.CellConfig`.
@@ -154,7 +154,7 @@ class GatedRNN(nn.Module):
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(s.requires_grad for s in state) or any(p.requires_grad for p in cell.parameters())
         )
-        if not needs_grad and not save_gates:  # inference: chunked projection, nothing saved
+        if not needs_grad and not save_gates:  # inference: nothing saved for a backward pass
             with torch.no_grad():
                 if self.is_lstm:
                     ys, c_last = lstm_inference(self._spec, x, cell.weight_ih, bias, h0, state[1][layer],
