@@ -1,0 +1,37 @@
+"""The target check of benchmarks/cells.py: what "targets met" in the README rests on."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("bench_cells", Path(__file__).parents[1] / "benchmarks" / "cells.py")
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench_cells"] = bench  # dataclasses look their module up there
+spec.loader.exec_module(bench)
+
+
+def _row(module, shape, forward, train, threads=1):
+    return {"threads": threads, "shape": shape, "module": module, "forward_ratio": forward, "train_ratio": train}
+
+
+def test_targets_follow_the_issue():
+    rows = [
+        _row("torch.nn.LSTM", "lm", 1.0, 1.0),  # references are not checked
+        _row("ur-lstm", "lm", 0.79, 1.0),  # training met, forward below 0.8
+        _row("ur-lstm", "rl", 0.8, 0.99, threads=2),  # forward met, training below 1.0
+        _row("ur-gru", "lm", 0.5, 0.8),  # other presets: only training, >= 0.8
+        _row("gru", "smnist", 2.0, 0.79),
+        _row("lstm", "step", 0.99, 5.0),  # one step: forward >= 1.0, training not a target
+        _row("ur-gru", "step", 1.0, 0.1),
+    ]
+    checks = {(c["module"], c["shape"], c["threads"], c["measure"]): c["met"] for c in bench.check_targets(rows)}
+    assert checks == {
+        ("ur-lstm", "lm", 1, "train"): True,
+        ("ur-lstm", "lm", 1, "forward"): False,
+        ("ur-lstm", "rl", 2, "train"): False,
+        ("ur-lstm", "rl", 2, "forward"): True,
+        ("ur-gru", "lm", 1, "train"): True,
+        ("gru", "smnist", 1, "train"): False,
+        ("lstm", "step", 1, "forward"): False,
+        ("ur-gru", "step", 1, "forward"): True,
+    }
