@@ -538,6 +538,27 @@ def test_native_kernels_build_in_a_fresh_cache_in_seconds(tmp_path):
     assert list(tmp_path.glob("cells-*.so"))
 
 
+def test_pthreads_when_the_compiler_has_no_openmp(tmp_path):
+    """A compiler without OpenMP still gives the C kernels, threaded by pthreads, same results."""
+    import shutil
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler on this machine")
+    wrapper = tmp_path / "cc-without-openmp"
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec {compiler} "$@"\n')
+    wrapper.chmod(0o755)
+    probe = (
+        "import torch; from memory_agents.cells import build_rnn, _native;"
+        "torch.manual_seed(0); rnn = build_rnn('ur-gru', 3, 24); x = torch.randn(5, 32, 3);"
+        "torch.set_num_threads(1); y1, _ = rnn(x); g1 = torch.autograd.grad(y1.sum(), rnn.cells[0].weight_hh);"
+        "torch.set_num_threads(2); y2, _ = rnn(x); g2 = torch.autograd.grad(y2.sum(), rnn.cells[0].weight_hh);"
+        "print(_native.backend_reason(), torch.equal(y1, y2) and torch.equal(g1[0], g2[0]))"
+    )
+    out = _fresh_process(probe, MEMORY_AGENTS_CACHE=str(tmp_path / "cache"), CC=str(wrapper))
+    assert "threads by pthreads" in out and out.endswith("True"), out
+
+
 def test_fallback_to_pytorch_when_no_compiler(tmp_path):
     out = _fresh_process(PROBE, MEMORY_AGENTS_CACHE=str(tmp_path), CC="/nonexistent/cc")
     assert out.startswith("torch"), out
