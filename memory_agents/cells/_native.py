@@ -114,11 +114,11 @@ def _load():
         ptr, long_, int_ = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
         lib.panel_width.restype = long_
         lib.pack_panels.argtypes = [ptr] + [long_] * 4 + [ptr]
-        lib.lstm_sequence.argtypes = ([ptr, long_, ptr, long_, long_, long_] + [ptr] * 8 + [int_, ptr, ptr, long_, ptr]
-                                      + [long_] * 4 + [int_] * 3 + [long_])
+        lib.lstm_sequence.argtypes = ([ptr] + [long_] * 3 + [ptr] * 8 + [int_] + [ptr] * 3 + [long_] * 4
+                                      + [int_] * 3 + [long_])
         lib.lstm_sequence_backward.argtypes = [ptr] * 10 + [long_] * 4 + [int_] * 3 + [long_]
-        lib.gru_sequence.argtypes = ([ptr, long_, ptr, long_, long_, long_] + [ptr] * 9 + [int_] + [ptr] * 3
-                                     + [long_] * 4 + [int_] * 2 + [long_])
+        lib.gru_sequence.argtypes = ([ptr] + [long_] * 3 + [ptr] * 9 + [int_] + [ptr] * 3 + [long_] * 4
+                                     + [int_] * 2 + [long_])
         lib.gru_sequence_backward.argtypes = [ptr] * 11 + [long_] * 4 + [int_] * 2 + [long_]
         lib.lstm_step.argtypes = [ptr, long_, long_, ptr, ptr, long_, long_] + [ptr] * 6 + [long_] * 3 + [int_] * 3
         lib.gru_step.argtypes = [ptr, long_, long_, ptr, ptr, long_, long_] + [ptr] * 5 + [long_] * 3 + [int_] * 2
@@ -238,36 +238,33 @@ class NativeKernels:
                                *_flags(spec))
 
     @staticmethod
-    def lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save):
-        """Forward with every c_t kept (training, gate traces): (ys, cs, acts if save)."""
+    def _lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save: bool):
+        """(ys, cs, acts): all T steps of c and the gates when save (for a backward pass), else
+        min(T, 2) slots of c (c_t in slot t % 2) and one reused slot of gates."""
         T, B, _ = x.shape
         H, GH = spec.hidden_size, weight_hh.shape[0]
         h0, c0, keep = _c(h0), _c(c0), _maybe_c(keep)
         inputs = _InputSide(x, weight_ih, bias)
-        ys, cs = x.new_empty(T, B, H), x.new_empty(T, B, H)
+        ys, cs = x.new_empty(T, B, H), x.new_empty(T if save else min(T, 2), B, H)
         acts = x.new_empty(T if save else 1, B, GH)
         z, scratch = x.new_empty(B, GH), x.new_empty(2, B, H)
         packed = pack_transposed(weight_hh)
-        _state["lib"].lstm_sequence(None, 0, *inputs.args(), h0.data_ptr(), c0.data_ptr(), _ptr(keep),
-                                    packed.data_ptr(), z.data_ptr(), acts.data_ptr(), int(save), ys.data_ptr(),
-                                    cs.data_ptr(), T, scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec),
-                                    int(spec.coupled), _threads())
-        return ys, cs, (acts if save else None)
+        _state["lib"].lstm_sequence(*inputs.args(), h0.data_ptr(), c0.data_ptr(), _ptr(keep), packed.data_ptr(),
+                                    z.data_ptr(), acts.data_ptr(), int(save), ys.data_ptr(), cs.data_ptr(),
+                                    scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec), int(spec.coupled),
+                                    _threads())
+        return ys, cs, acts
+
+    @staticmethod
+    def lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep):
+        """Forward keeping every step for the backward (and gate traces): (ys, cs, acts)."""
+        return NativeKernels._lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=True)
 
     @staticmethod
     def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep):
-        """No-grad forward from the raw input (projection in C too): (ys, c_T)."""
-        T, B, _ = x.shape
-        H, GH = spec.hidden_size, weight_hh.shape[0]
-        h0, c0, keep = _c(h0), _c(c0), _maybe_c(keep)
-        inputs = _InputSide(x, weight_ih, bias)
-        ys, cs = x.new_empty(T, B, H), x.new_empty(min(T, 2), B, H)
-        z, act, scratch = x.new_empty(B, GH), x.new_empty(B, GH), x.new_empty(2, B, H)
-        packed = pack_transposed(weight_hh)
-        _state["lib"].lstm_sequence(None, 0, *inputs.args(), h0.data_ptr(), c0.data_ptr(), _ptr(keep), packed.data_ptr(),
-                                    z.data_ptr(), act.data_ptr(), 0, ys.data_ptr(), cs.data_ptr(), cs.shape[0],
-                                    scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec), int(spec.coupled), _threads())
-        return ys, cs[(T - 1) % cs.shape[0]]
+        """Forward keeping nothing: (ys, c_T)."""
+        ys, cs, _ = NativeKernels._lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=False)
+        return ys, cs[(x.shape[0] - 1) % 2]
 
     @staticmethod
     def lstm_sequence_backward(spec, acts, cs, c0, keep, dys, weight_hh, dc_last):
@@ -287,8 +284,9 @@ class NativeKernels:
         return dz_all, dh, dc
 
     @staticmethod
-    def gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save):
-        """Forward keeping what the backward needs when save: (ys, acts, a_ns) (None if not save)."""
+    def _gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save: bool):
+        """(ys, acts, a_ns): with save, the gates and the candidate's hidden half of every step
+        (for the backward); without, acts is one reused slot and a_ns None."""
         T, B, _ = x.shape
         H, GH = spec.hidden_size, weight_hh.shape[0]
         h0, keep, hidden_bias = _c(h0), _maybe_c(keep), _maybe_c(hidden_bias)
@@ -296,29 +294,23 @@ class NativeKernels:
         ys = x.new_empty(T, B, H)
         acts = x.new_empty(T if save else 1, B, GH)
         a_ns = x.new_empty(T, B, H) if save else None
-        a, xw_buf, scratch = x.new_empty(B, GH), x.new_empty(B, GH), x.new_empty(B, H)
+        a, xw, scratch = x.new_empty(B, GH), x.new_empty(B, GH), x.new_empty(B, H)
         packed = pack_transposed(weight_hh)
-        _state["lib"].gru_sequence(None, 0, *inputs.args(), h0.data_ptr(), _ptr(keep), packed.data_ptr(),
-                                   _ptr(hidden_bias), a.data_ptr(), xw_buf.data_ptr(), acts.data_ptr(), int(save),
-                                   _ptr(a_ns), ys.data_ptr(), scratch.data_ptr(), T, B, H, spec.num_gates,
-                                   *_flags(spec), _threads())
-        return ys, (acts if save else None), a_ns
+        _state["lib"].gru_sequence(*inputs.args(), h0.data_ptr(), _ptr(keep), packed.data_ptr(), _ptr(hidden_bias),
+                                   a.data_ptr(), xw.data_ptr(), acts.data_ptr(), int(save), _ptr(a_ns),
+                                   ys.data_ptr(), scratch.data_ptr(), T, B, H, spec.num_gates, *_flags(spec),
+                                   _threads())
+        return ys, acts, a_ns
+
+    @staticmethod
+    def gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep):
+        """Forward keeping every step for the backward (and gate traces): (ys, acts, a_ns)."""
+        return NativeKernels._gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=True)
 
     @staticmethod
     def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep):
-        """No-grad forward from the raw input (projection in C too): ys."""
-        T, B, _ = x.shape
-        H, GH = spec.hidden_size, weight_hh.shape[0]
-        h0, keep, hidden_bias = _c(h0), _maybe_c(keep), _maybe_c(hidden_bias)
-        inputs = _InputSide(x, weight_ih, bias)
-        ys = x.new_empty(T, B, H)
-        a, xw_buf, act, scratch = x.new_empty(B, GH), x.new_empty(B, GH), x.new_empty(B, GH), x.new_empty(B, H)
-        packed = pack_transposed(weight_hh)
-        _state["lib"].gru_sequence(None, 0, *inputs.args(), h0.data_ptr(), _ptr(keep), packed.data_ptr(),
-                                   _ptr(hidden_bias), a.data_ptr(),
-                                   xw_buf.data_ptr(), act.data_ptr(), 0, None, ys.data_ptr(), scratch.data_ptr(),
-                                   T, B, H, spec.num_gates, *_flags(spec), _threads())
-        return ys
+        """Forward keeping nothing: ys."""
+        return NativeKernels._gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=False)[0]
 
     @staticmethod
     def gru_sequence_backward(spec, acts, a_ns, ys, h0, keep, dys, weight_hh):

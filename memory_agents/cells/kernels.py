@@ -183,23 +183,24 @@ _NO_MASKS = _NoMasks()
 
 
 # ------------------------------------------------------------------------------ time loops
-def _select_pointwise(xw: torch.Tensor):
+def _select_pointwise(x: torch.Tensor):
     from . import _native  # late import: the native kernels are optional
 
-    return _native.pointwise_for(xw) or TorchPointwise
+    return _native.pointwise_for(x) or TorchPointwise
 
 
-def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save: bool, pointwise=None):
-    """Run the LSTM-family recurrence on the layer input x (T, B, I). Returns (ys, cs, acts or None)."""
+def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None):
+    """Run the LSTM-family recurrence on the layer input x (T, B, I), keeping every step (for a
+    backward pass or a gate trace). Returns (ys, cs, acts)."""
     pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "lstm_sequence"):  # the whole loop in C, input projection included
-        return pw.lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save)
+        return pw.lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep)
     xw = F.linear(x, weight_ih, bias)  # all T steps in one GEMM
     T, B, GH = xw.shape
     H = spec.hidden_size
     ys = xw.new_empty(T, B, H)
     cs = xw.new_empty(T, B, H)
-    acts = xw.new_empty(T, B, GH) if save else xw.new_empty(1, B, GH)
+    acts = xw.new_empty(T, B, GH)
     h, c = h0, c0
     w_t = weight_hh.t()
     keeps = _step_masks(keep)
@@ -208,22 +209,23 @@ def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save: bool, poi
             h = h * keeps[t]
             c = c * keeps[t]
         z = torch.addmm(x_t, h, w_t)
-        pw.lstm_forward(spec, z, acts[t if save else 0], c, cs[t], ys[t])
+        pw.lstm_forward(spec, z, acts[t], c, cs[t], ys[t])
         h, c = ys[t], cs[t]
-    return ys, cs, (acts if save else None)
+    return ys, cs, acts
 
 
-def gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save: bool, pointwise=None):
-    """Run the GRU-family recurrence on x (T, B, I). Returns (ys, acts or None, a_n or None)."""
+def gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise=None):
+    """Run the GRU-family recurrence on x (T, B, I), keeping every step. Returns (ys, acts, a_ns):
+    a_ns is the candidate's hidden half ``(W_hh h + b_hh)_n``, which the backward needs."""
     pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "gru_sequence"):
-        return pw.gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save)
+        return pw.gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep)
     xw = F.linear(x, weight_ih, bias)
     T, B, GH = xw.shape
     H = spec.hidden_size
     ys = xw.new_empty(T, B, H)
-    acts = xw.new_empty(T, B, GH) if save else xw.new_empty(1, B, GH)
-    a_ns = xw.new_empty(T, B, H) if save else None
+    acts = xw.new_empty(T, B, GH)
+    a_ns = xw.new_empty(T, B, H)
     h = h0
     w_t = weight_hh.t()
     keeps = _step_masks(keep)
@@ -231,11 +233,10 @@ def gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save: b
         if keeps[t] is not None:
             h = h * keeps[t]
         a = torch.addmm(hidden_bias, h, w_t) if hidden_bias is not None else h @ w_t
-        pw.gru_forward(spec, x_t, a, h, acts[t if save else 0], ys[t])
-        if save:
-            a_ns[t].copy_(a[:, (spec.num_gates - 1) * H :])
+        pw.gru_forward(spec, x_t, a, h, acts[t], ys[t])
+        a_ns[t].copy_(a[:, (spec.num_gates - 1) * H :])
         h = ys[t]
-    return ys, (acts if save else None), a_ns
+    return ys, acts, a_ns
 
 
 # Inference (no autograd): the input projection is computed a few steps at a time into one
@@ -352,20 +353,36 @@ def _lstm_backward_loop(spec, pw, acts, cs, c0, keep, dys, weight_hh, dc_last):
     return dz_all, dh, dc
 
 
-def _input_grads(ctx, x, weight_ih, d_pre, blocks=None):
-    """Gradients of x, W_ih and b for pre-activations ``x W_ih^T + b`` whose gradient is d_pre
-    (T, B, GH), or, for the GRU, ``blocks``: [(columns, gradient (T, B, n))] covering GH."""
+def _gru_backward_loop(spec, pw, acts, a_ns, h_prev_all, h0, keep, dys, weight_hh):
+    """The GRU BPTT loop in PyTorch ops: (da_all, dxn_all, dh_0)."""
+    da_all, dxn_all = torch.empty_like(acts), torch.empty_like(h_prev_all)
+    dh = torch.zeros_like(h0)
+    keeps = _step_masks(keep)
+    for t in range(acts.shape[0] - 1, -1, -1):
+        if dys is not None:
+            dh = dh + dys[t]
+        direct = pw.gru_backward(spec, acts[t], a_ns[t], h_prev_all[t], dh, da_all[t], dxn_all[t])
+        dh = torch.addmm(direct, da_all[t], weight_hh)
+        if keeps[t] is not None:
+            dh = dh * keeps[t]
+    return da_all, dxn_all, dh
+
+
+def _input_grads(ctx, x, weight_ih, blocks):
+    """Gradients of x, W_ih and b for the pre-activations ``x W_ih^T + b``, given as ``blocks``:
+    [(rows of W_ih, their gradient (T, B, n))] in order, covering all G*H rows (one block for
+    the LSTM; two for the GRU, whose candidate block has its own gradient)."""
     T, B, I = x.shape
-    blocks = blocks or [(slice(None), d_pre)]
-    flat = [(cols, g.reshape(T * B, -1)) for cols, g in blocks]
+    flat = [(rows, g.reshape(T * B, -1)) for rows, g in blocks]
+    join = (lambda parts: parts[0]) if len(flat) == 1 else torch.cat
     dx = d_weight_ih = d_bias = None
     if ctx.needs_input_grad[0]:
-        dx = sum(g @ weight_ih[cols] for cols, g in flat).view(T, B, I)
+        dx = sum(g @ weight_ih[rows] for rows, g in flat).view(T, B, I)
     if ctx.needs_input_grad[1]:
         x_flat = x.reshape(T * B, I)
-        d_weight_ih = torch.cat([g.t() @ x_flat for _, g in flat])
+        d_weight_ih = join([g.t() @ x_flat for _, g in flat])
     if ctx.needs_input_grad[2]:
-        d_bias = torch.cat([g.sum(0) for _, g in flat])
+        d_bias = join([g.sum(0) for _, g in flat])
     return dx, d_weight_ih, d_bias
 
 
@@ -377,7 +394,7 @@ class LSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, bias, h0, c0, weight_hh, keep, spec, pointwise):
-        ys, cs, acts = lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=True, pointwise=pointwise)
+        ys, cs, acts = lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=pointwise)
         ctx.spec, ctx.pointwise = spec, pointwise
         ctx.save_for_backward(x, weight_ih, h0, c0, weight_hh, keep, ys, cs, acts)
         return ys, cs[-1]
@@ -393,7 +410,7 @@ class LSTMSequence(torch.autograd.Function):
         h_prev_all = _previous(ys, h0, keep)
         GH, H = acts.shape[-1], ys.shape[-1]
         d_weight_hh = dz_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
-        dx, d_weight_ih, d_bias = _input_grads(ctx, x, weight_ih, dz_all)
+        dx, d_weight_ih, d_bias = _input_grads(ctx, x, weight_ih, [(slice(None), dz_all)])
         return dx, d_weight_ih, d_bias, dh, dc, d_weight_hh, None, None, None
 
 
@@ -403,8 +420,7 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, spec, pointwise):
-        ys, acts, a_ns = gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=True,
-                                  pointwise=pointwise)
+        ys, acts, a_ns = gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise=pointwise)
         ctx.spec, ctx.pointwise = spec, pointwise
         ctx.has_hidden_bias = hidden_bias is not None
         ctx.save_for_backward(x, weight_ih, h0, weight_hh, keep, ys, acts, a_ns)
@@ -420,20 +436,11 @@ class GRUSequence(torch.autograd.Function):
         if hasattr(pw, "gru_sequence_backward"):
             da_all, dxn_all, dh = pw.gru_sequence_backward(spec, acts, a_ns, ys, h0, keep, dys, weight_hh)
         else:
-            da_all, dxn_all = torch.empty_like(acts), torch.empty_like(ys)
-            dh = torch.zeros_like(h0)
-            keeps = _step_masks(keep)
-            for t in range(T - 1, -1, -1):
-                if dys is not None:
-                    dh = dh + dys[t]
-                direct = pw.gru_backward(spec, acts[t], a_ns[t], h_prev_all[t], dh, da_all[t], dxn_all[t])
-                dh = torch.addmm(direct, da_all[t], weight_hh)
-                if keeps[t] is not None:
-                    dh = dh * keeps[t]
+            da_all, dxn_all, dh = _gru_backward_loop(spec, pw, acts, a_ns, h_prev_all, h0, keep, dys, weight_hh)
         d_weight_hh = da_all.reshape(-1, GH).t() @ h_prev_all.reshape(-1, H)
         d_hidden_bias = da_all.sum((0, 1)) if ctx.has_hidden_bias else None
         # d(x W_ih^T + b) is da in the gate blocks and dxn in the candidate's: no concatenation.
         n0 = GH - H
-        dx, d_weight_ih, d_bias = _input_grads(ctx, x, weight_ih, None,
+        dx, d_weight_ih, d_bias = _input_grads(ctx, x, weight_ih,
                                                [(slice(0, n0), da_all[..., :n0]), (slice(n0, GH), dxn_all)])
         return dx, d_weight_ih, d_bias, dh, d_weight_hh, d_hidden_bias, None, None, None

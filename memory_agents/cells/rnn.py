@@ -168,13 +168,12 @@ class GatedRNN(nn.Module):
             if needs_grad and not save_gates:
                 ys, c_last = LSTMSequence.apply(x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, self._spec, None)
                 return ys, (ys[-1], c_last), None
-            ys, cs, acts = lstm_loop(self._spec, x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, save=save_gates)
+            ys, cs, acts = lstm_loop(self._spec, x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep)
             return ys, (ys[-1], cs[-1]), acts
         if needs_grad and not save_gates:
             ys = GRUSequence.apply(x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep, self._spec, None)
             return ys, (ys[-1],), None
-        ys, acts, _ = gru_loop(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep,
-                               save=save_gates)
+        ys, acts, _ = gru_loop(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep)
         return ys, (ys[-1],), acts
 
     def forward(self, input, state=None, resets=None):
