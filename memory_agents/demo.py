@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"pointwise kernels: {backend_reason()}")
+    print(f"cell kernels: {backend_reason()}")
     print(f"adding task, T={args.length}: predict the sum of the two marked values; "
           "predicting 1 always gives MSE ~0.167\n")
     for name in args.cells.split(","):

@@ -29,7 +29,7 @@ from .config import CellConfig
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """What the pointwise kernels need to know about a layer (hashable, cheap to pass)."""
+    """What the kernels need to know about a layer (hashable, cheap to pass)."""
 
     hidden_size: int
     num_gates: int
