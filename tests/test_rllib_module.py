@@ -140,7 +140,7 @@ def test_appo_target_network_matches_main_network_after_copy():
 
 
 def test_unknown_cell_is_a_clear_error():
-    with pytest.raises(ValueError, match="Unknown cell 'ur-lstmm'.*ur-lstm"):
+    with pytest.raises(ValueError, match=r"unknown model_config\['cell'\] 'ur-lstmm' \(did you mean 'ur-lstm'"):
         make_module("ur-lstmm")
 
 

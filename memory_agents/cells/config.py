@@ -10,6 +10,7 @@ is one point in this option space, built by the same two implementations
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -141,8 +142,19 @@ def available_cells() -> list[str]:
     return list(PRESETS)
 
 
+def check_cell_name(name: object, where: str = "cell") -> str:
+    """Returns the preset name ``name`` (lower-cased), or raises ValueError naming the close ones.
+
+    The one validator of cell names: `build_rnn`, `rllib train`, the match experiment and the
+    supervised runs all call it, so every entry point rejects a typo the same way.
+    """
+    if isinstance(name, str) and name.lower() in PRESETS:
+        return name.lower()
+    close = difflib.get_close_matches(str(name).lower(), available_cells(), n=3, cutoff=0.5)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    raise ValueError(f"unknown {where} {name!r}{hint}; available cells: {', '.join(available_cells())}")
+
+
 def resolve_config(name: str, **options) -> CellConfig:
     """The preset ``name`` with ``options`` overriding its fields."""
-    if not isinstance(name, str) or name.lower() not in PRESETS:
-        raise ValueError(f"unknown cell {name!r}; available cells: {available_cells()}")
-    return PRESETS[name.lower()].replace(**options)
+    return PRESETS[check_cell_name(name)].replace(**options)

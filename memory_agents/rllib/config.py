@@ -11,12 +11,19 @@ envs, one local learner. On a cluster raise ``num_env_runners`` (one CPU each) a
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, Optional
+import inspect
+from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 
+from memory_agents.rllib import defaults
 from memory_agents.rllib.callbacks import MemoryTaskMetrics
-from memory_agents.rllib.module import RecurrentCellAPPOModule, RecurrentCellModule
+from memory_agents.rllib.module import (
+    RecurrentCellAPPOModule,
+    RecurrentCellModule,
+    check_model_config,
+    unknown_key_error,
+)
 
 #: Algorithms whose new-API-stack learners accept a stateful (recurrent) RLModule.
 SUPPORTED_ALGOS = ("PPO", "APPO", "IMPALA")
@@ -55,9 +62,47 @@ def check_env_id(env: str) -> str:
     return env
 
 
+def _init_parameters(env: str) -> Optional[List[str]]:
+    """Keyword names the env's constructor takes (through its classes' ``**kwargs``), or
+    None when it takes arbitrary keywords."""
+    entry_point = gym.spec(env.rpartition(":")[2]).entry_point
+    if not isinstance(entry_point, str):
+        return None
+    module, _, name = entry_point.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    names: List[str] = []
+    for klass in inspect.getmro(cls) if inspect.isclass(cls) else [cls]:
+        init = klass.__init__ if inspect.isclass(cls) else klass
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names  # this class ends the chain of **kwargs
+        if klass is object:
+            break
+    return None
+
+
+def make_env(env: str, env_config: Optional[Dict[str, Any]] = None, **kwargs: Any) -> gym.Env:
+    """`gym.make` with `env_config`; an unknown key or a bad value is a ValueError that names it."""
+    env = check_env_id(env)
+    env_config = dict(env_config or {})
+    valid = _init_parameters(env)
+    if valid is not None:
+        for key in env_config:
+            if key not in valid:
+                raise unknown_key_error(f"env_config of {env}", key, [k for k in valid if k != "render_mode"])
+    try:
+        return gym.make(env, **env_config, **kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ValueError(f"env_config {env_config} is not valid for {env}: {err}") from None
+
+
 def episode_length(env: str, env_config: Optional[Dict[str, Any]] = None) -> Optional[int]:
     """The longest episode of `env` (its TimeLimit, or a minigrid-style `max_steps`)."""
-    instance = gym.make(normalize_env_id(env), **(env_config or {}))
+    instance = make_env(env, env_config)
     try:
         for candidate in (
             getattr(instance.spec, "max_episode_steps", None),
@@ -84,16 +129,18 @@ def _algo_config_class(algo: str):
 def module_spec(
     algo: str = "PPO",
     cell: str = "ur-lstm",
-    hidden_size: int = 256,
+    hidden_size: int = defaults.HIDDEN_SIZE,
     max_seq_len: Optional[int] = None,
     **model_config: Any,
 ):
-    """An `RLModuleSpec` of our recurrent module (the APPO variant for APPO)."""
+    """An `RLModuleSpec` of our recurrent module (the APPO variant for APPO); the
+    model_config is checked here, so a bad key or value fails before Ray starts."""
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     model_config = {"cell": cell, "hidden_size": hidden_size, **model_config}
     if max_seq_len is not None:
-        model_config["max_seq_len"] = int(max_seq_len)
+        model_config["max_seq_len"] = max_seq_len
+    check_model_config(model_config)
     module_class = RecurrentCellAPPOModule if algo.upper() == "APPO" else RecurrentCellModule
     return RLModuleSpec(module_class=module_class, model_config=model_config)
 
@@ -103,27 +150,28 @@ def memory_agent_config(
     *,
     algo: str = "PPO",
     cell: str = "ur-lstm",
-    hidden_size: int = 256,
+    hidden_size: int = defaults.HIDDEN_SIZE,
     env_config: Optional[Dict[str, Any]] = None,
     seed: Optional[int] = None,
     model_config: Optional[Dict[str, Any]] = None,
-    num_env_runners: int = 0,
-    num_envs_per_env_runner: int = 8,
+    num_env_runners: int = defaults.NUM_ENV_RUNNERS,
+    num_envs_per_env_runner: int = defaults.NUM_ENVS_PER_ENV_RUNNER,
     train_batch_size: Optional[int] = None,
     minibatch_size: Optional[int] = None,
-    num_epochs: int = 8,
-    lr: float = 1e-3,
-    gamma: float = 0.96,
-    entropy_coeff: float = 0.01,
-    evaluation_interval: Optional[int] = None,
-    evaluation_episodes: int = 32,
+    num_epochs: int = defaults.NUM_EPOCHS,
+    lr: float = defaults.LR,
+    gamma: float = defaults.GAMMA,
+    entropy_coeff: float = defaults.ENTROPY_COEFF,
+    evaluation_interval: Optional[int] = defaults.EVALUATION_INTERVAL,
+    evaluation_episodes: int = defaults.EVALUATION_EPISODES,
 ):
     """An RLlib AlgorithmConfig (new API stack) that trains `RecurrentCellModule` on `env`.
 
+    Defaults: `memory_agents.rllib.defaults` (shared with the configs and `rllib train`).
     `max_seq_len` defaults to the env's episode length, so whole episodes are unrolled in
     training (the memory horizon is never cut). The batch defaults to 4 episodes per env,
     in minibatches of an eighth of it.
-    Evaluation (greedy actions) runs every `evaluation_interval` iterations when set.
+    Evaluation (greedy actions) runs every `evaluation_interval` iterations (0/None: off).
     Seed `s` becomes RLlib seed ``s * SEED_STRIDE`` so that seeds get disjoint env streams.
     """
     algo = algo.upper()
@@ -136,11 +184,11 @@ def memory_agent_config(
         model_config["max_seq_len"] = episode_length(env, env_config) or 256
     horizon = model_config["max_seq_len"]
     if train_batch_size is None:
-        train_batch_size = 4 * horizon * num_envs_per_env_runner * max(1, num_env_runners)
+        train_batch_size = (defaults.EPISODES_PER_ENV_PER_BATCH * horizon
+                            * num_envs_per_env_runner * max(1, num_env_runners))
     if minibatch_size is None:
-        # 8 minibatches of whole episodes: on Visual Match (delay 30) 8 epochs x 8 minibatches
-        # at lr 1e-3 reached 90% success at ~450k steps; 4 x 4 at 5e-4 stalled near 65%.
-        minibatch_size = max(horizon, train_batch_size // 8)
+        # Whole episodes per minibatch (why 8 of them: memory_agents.rllib.defaults).
+        minibatch_size = max(horizon, train_batch_size // defaults.NUM_MINIBATCHES)
 
     config = (
         _algo_config_class(algo)()

@@ -112,6 +112,9 @@ class EvaluationResult:
     last_phase_rewards: List[float] = field(default_factory=list)
     successes: List[int] = field(default_factory=list)
     frames: List[np.ndarray] = field(default_factory=list)
+    #: One dict per recorded frame: step, phase, reward of the step that led to it, and
+    #: (on the last frame) success.
+    frame_info: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def success_rate(self) -> Optional[float]:
@@ -157,7 +160,8 @@ def run_episodes(
         record = episode == record_episode
         if record:
             result.frames.append(env.render())
-        done, total = False, 0.0
+            result.frame_info.append({"step": 0, "phase": info.get("phase"), "reward": 0.0})
+        done, total, step = False, 0.0, 0
         while not done:
             batch = {
                 Columns.OBS: torch.as_tensor(np.asarray(obs))[None, None],  # (B=1, T=1, ...)
@@ -178,9 +182,12 @@ def run_episodes(
                 int(action) if isinstance(env.action_space, gym.spaces.Discrete) else action
             )
             total += float(reward)
+            step += 1
             done = terminated or truncated
             if record:
                 result.frames.append(env.render())
+                result.frame_info.append({"step": step, "phase": info.get("phase"), "reward": float(reward),
+                                          "success": info.get("success") if done else None})
         result.returns.append(total)
         if "last_phase_reward" in info:
             result.last_phase_rewards.append(float(info["last_phase_reward"]))
@@ -196,30 +203,81 @@ def _upscale(frame: np.ndarray, min_side: int = 160) -> np.ndarray:
     return np.kron(frame, np.ones((factor, factor, 1), dtype=frame.dtype)) if factor > 1 else frame
 
 
-def save_gif(frames: List[np.ndarray], path: str, fps: int = 8) -> None:
-    """GIF (or MP4/other, by extension, where imageio has a writer) of the frames."""
-    import imageio.v2 as imageio
+def check_video_path(path: str) -> None:
+    """Fails before any episode runs if `path`'s format cannot be written here.
 
-    frames = [_upscale(np.asarray(f, dtype=np.uint8)) for f in frames]
+    GIFs are written with Pillow (a dependency of matplotlib, so always installed); other
+    formats (.mp4, ...) need imageio with its ffmpeg plugin.
+    """
     if str(path).lower().endswith(".gif"):
-        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+        return
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise ValueError(f"writing {path!r} needs imageio and ffmpeg: pip install 'imageio[ffmpeg]' "
+                         f"(or save a .gif, which needs nothing more)") from None
+
+
+def save_gif(frames: List[np.ndarray], path: str, fps: int = 8) -> None:
+    """GIF (Pillow) or, by extension, a video through imageio of the frames."""
+    check_video_path(path)
+    frames = [_upscale(np.asarray(f, dtype=np.uint8))[..., :3] for f in frames]
+    if str(path).lower().endswith(".gif"):
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     else:
+        import imageio.v2 as imageio
+
         imageio.mimsave(path, frames, fps=fps)
 
 
-def save_strip(frames: List[np.ndarray], path: str, max_frames: int = 24) -> None:
-    """One PNG: up to `max_frames` evenly spaced frames side by side."""
-    import matplotlib.image
+def strip_frames(frame_info: List[Dict[str, Any]], context: int = 3) -> List[int]:
+    """Indices of the frames a strip shows: the first `context` frames of the episode (the
+    cue), the last frame before the final phase, and every frame of the final phase."""
+    if not frame_info:
+        return []
+    phases = [f.get("phase") for f in frame_info]
+    last_phase = max((p for p in phases if p is not None), default=None)
+    final = [i for i, p in enumerate(phases) if p == last_phase and last_phase is not None]
+    if not final:
+        return list(range(len(frame_info)))
+    before = list(range(min(context, final[0])))
+    if final[0] - 1 not in before and final[0] > 0:
+        before.append(final[0] - 1)
+    return before + final
 
-    idx = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-    tiles = [_upscale(np.asarray(frames[i], dtype=np.uint8), 96) for i in idx]
-    height = max(t.shape[0] for t in tiles)
-    gap = np.full((height, 4, 3), 255, np.uint8)
-    row = []
-    for tile in tiles:
-        pad = np.full((height - tile.shape[0], tile.shape[1], 3), 255, np.uint8)
-        row += [np.concatenate([tile[..., :3], pad]), gap]
-    matplotlib.image.imsave(path, np.concatenate(row[:-1], axis=1))
+
+def _caption(info: Dict[str, Any]) -> str:
+    text = f"step {info['step']}, phase {info.get('phase', '?')}\nreward {info.get('reward', 0.0):+g}"
+    if info.get("success") is not None:
+        text += "\nSUCCESS" if info["success"] else "\nfailed"
+    return text
+
+
+def save_strip(frames: List[np.ndarray], path: str, frame_info: Optional[List[Dict[str, Any]]] = None,
+               per_row: int = 10) -> None:
+    """One PNG of captioned frames (step, phase, reward, success on the last): the episode's
+    start, the last step before the final phase and every step of the final phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame_info = frame_info or [{"step": i} for i in range(len(frames))]
+    idx = strip_frames(frame_info)
+    rows = max(1, math.ceil(len(idx) / per_row))
+    fig, axes = plt.subplots(rows, per_row, figsize=(1.45 * per_row, 1.75 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, idx):
+        ax.imshow(np.asarray(frames[i], dtype=np.uint8)[..., :3], interpolation="nearest")
+        ax.set_title(_caption(frame_info[i]), fontsize=6.5)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def evaluate_checkpoint(
@@ -234,8 +292,10 @@ def evaluate_checkpoint(
     png: Optional[str] = None,
 ) -> EvaluationResult:
     """Loads `checkpoint`, runs `episodes` episodes on its env (or `env`), saves media."""
-    from memory_agents.rllib.config import check_env_id
+    from memory_agents.rllib.config import check_env_id, make_env
 
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
     module_dir, algo_dir = find_module_checkpoint(checkpoint)
     module = load_module(module_dir)
     trained_env, trained_env_config = env_from_checkpoint(algo_dir)
@@ -245,10 +305,12 @@ def evaluate_checkpoint(
             f"Cannot tell which env {checkpoint!r} was trained on (no params.json next to "
             f"the checkpoint); pass --env"
         )
+    if gif:
+        check_video_path(gif)
     env_id = check_env_id(env_id)
     kwargs = {**trained_env_config, **(env_config or {})}
     render = gif is not None or png is not None
-    instance = gym.make(env_id, render_mode="rgb_array" if render else None, **kwargs)
+    instance = make_env(env_id, kwargs, render_mode="rgb_array" if render else None)
     if instance.observation_space.shape != module.observation_space.shape:
         raise CheckpointError(
             f"The checkpoint's module expects observations {module.observation_space}, "
@@ -264,5 +326,5 @@ def evaluate_checkpoint(
     if gif:
         save_gif(result.frames, gif)
     if png:
-        save_strip(result.frames, png)
+        save_strip(result.frames, png, result.frame_info)
     return result

@@ -23,24 +23,25 @@ or from Python::
         )
     )
 
-`model_config` keys (all optional):
+`model_config` keys (all optional; `check_model_config` rejects any other key, and bad
+values, when the config is built, before Ray starts):
 
 - ``cell`` ("ur-lstm"): any name of `memory_agents.cells.available_cells()`.
-- ``hidden_size`` (256), ``num_layers`` (1): the recurrent core.
+- ``hidden_size`` (128), ``num_layers`` (1): the recurrent core.
 - ``embed_dim`` (256): width of the obs encoder's output (the core's input).
 - ``conv_filters`` ([[16, 3, 1], [32, 3, 1]]): image encoder, ``[out_channels, kernel,
-  stride]`` per layer, "same" padding, ReLU; then a linear layer to ``embed_dim``.
+  stride]`` per layer, "same" padding, ReLU; then a linear layer to ``embed_dim``. RLlib's
+  form ``[16, [3, 3], 1]`` (kernel and stride as ``[h, w]`` pairs) is accepted too.
 - ``fcnet_hiddens`` ([256]): flat encoder, hidden widths of the MLP before ``embed_dim``.
 - ``head_hiddens`` ([]): hidden widths of an MLP after the core, before both heads.
 - ``max_seq_len`` (256): training sequence length; RLlib zero-pads chunks to it. Make it
   cover a whole episode (`memory_agents.rllib.memory_agent_config` does): a shorter
   window cuts the memory horizon and made learning unstable.
 
-Expected results (README, "Learning results"): PPO trains at about 1,100 env steps/s on
-this 2-core machine, 1.3x RLlib's built-in `use_lstm` module (benchmarks/rl_throughput.py).
-On Passive Visual Match with a 30-step delay, 0.6M-1.5M env steps leave both `ur-lstm` and
-`lstm` at chance (1/3); a cue-delay-choice task (tests/test_rllib_learning.py) is learned to
->= 90% in about 30k steps.
+Expected results (README, "Learning results"): with the shipped PPO settings the UR-LSTM
+agent learns Passive Visual Match with a 30-step delay and the reward room's colours in a
+fixed order (3 of 3 seeds at 100% greedy success within 0.8M env steps; the LSTM 1 of 3).
+With the colour order drawn per episode both cells stayed at chance (1/3) in our runs.
 """
 
 from __future__ import annotations
@@ -64,24 +65,100 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import NetworkType, TensorType
 
+from memory_agents.cells import build_rnn
+from memory_agents.cells.config import check_cell_name
+from memory_agents.rllib.defaults import HIDDEN_SIZE
+
 DEFAULT_MAX_SEQ_LEN = 256
 DEFAULT_CONV_FILTERS = [[16, 3, 1], [32, 3, 1]]
-
+#: Every `model_config` key the module reads, with its default.
+MODEL_CONFIG_DEFAULTS: Dict[str, Any] = {
+    "cell": "ur-lstm",
+    "hidden_size": HIDDEN_SIZE,
+    "num_layers": 1,
+    "embed_dim": 256,
+    "conv_filters": DEFAULT_CONV_FILTERS,
+    "fcnet_hiddens": [256],
+    "head_hiddens": [],
+    "max_seq_len": DEFAULT_MAX_SEQ_LEN,
+}
 
 STATE_KEYS = ("h", "c")
 
 
-def _build_rnn(cell: str, **kwargs) -> nn.Module:
-    # Imported here, not at module import, so that a missing or broken cells package
-    # surfaces as a clear error when a module is built.
-    from memory_agents import cells
+def unknown_key_error(kind: str, key: str, valid: List[str], list_valid: bool = True) -> ValueError:
+    """A ValueError naming an unknown key and the closest valid ones (and all, if few)."""
+    import difflib
 
-    names = cells.available_cells()
-    if cell not in names:
-        raise ValueError(
-            f"Unknown cell {cell!r} in model_config['cell']; choose one of: {', '.join(names)}"
-        )
-    return cells.build_rnn(cell, **kwargs)
+    close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
+    text = f"unknown {kind} key {key!r}."
+    if close:
+        text += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+    if list_valid:
+        text += f" Valid keys: {', '.join(sorted(valid))}"
+    elif not close:
+        text += " (keys are AlgorithmConfig settings, e.g. 'lr', 'gamma', 'num_env_runners')"
+    return ValueError(text)
+
+
+def _rllib_model_keys() -> set:
+    from dataclasses import fields
+
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    return {f.name for f in fields(DefaultModelConfig)}
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"model_config[{name!r}] must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _int_pair(name: str, value: Any) -> Tuple[int, int]:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return _positive_int(name, value[0]), _positive_int(name, value[1])
+    number = _positive_int(name, value)
+    return number, number
+
+
+def normalize_conv_filters(filters: Any) -> List[List[Any]]:
+    """``[[out, kernel, stride], ...]`` with kernel/stride as ints or RLlib's ``[h, w]`` pairs,
+    as ``[[out, (kh, kw), (sh, sw)], ...]``; a ValueError saying what is wrong otherwise."""
+    if not isinstance(filters, (list, tuple)) or not filters:
+        raise ValueError(f"model_config['conv_filters'] must be a non-empty list of "
+                         f"[out_channels, kernel, stride], got {filters!r}")
+    normalized = []
+    for layer in filters:
+        if not isinstance(layer, (list, tuple)) or len(layer) != 3:
+            raise ValueError(f"model_config['conv_filters'] entry {layer!r} is not "
+                             f"[out_channels, kernel, stride] (e.g. [16, 3, 1] or [16, [3, 3], 1])")
+        out, kernel, stride = layer
+        normalized.append([_positive_int("conv_filters", out), _int_pair("conv_filters", kernel),
+                           _int_pair("conv_filters", stride)])
+    return normalized
+
+
+def check_model_config(model_config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """`model_config` with defaults filled in and values checked; ValueError naming the key.
+
+    The one validator: `memory_agent_config` and `rllib train` call it when the config is
+    built (before Ray starts), and the module calls it again in `setup()`.
+    """
+    given = dict(model_config or {})
+    for key in given:
+        if key not in MODEL_CONFIG_DEFAULTS:
+            raise unknown_key_error("model_config", key, list(MODEL_CONFIG_DEFAULTS))
+    cfg = {**MODEL_CONFIG_DEFAULTS, **given}
+    cfg["cell"] = check_cell_name(cfg["cell"], "model_config['cell']")
+    for key in ("hidden_size", "num_layers", "embed_dim", "max_seq_len"):
+        cfg[key] = _positive_int(key, cfg[key])
+    for key in ("fcnet_hiddens", "head_hiddens"):
+        if not isinstance(cfg[key], (list, tuple)):
+            raise ValueError(f"model_config[{key!r}] must be a list of layer widths, got {cfg[key]!r}")
+        cfg[key] = [_positive_int(key, width) for width in cfg[key]]
+    cfg["conv_filters"] = normalize_conv_filters(cfg["conv_filters"])
+    return cfg
 
 
 class _ObsEncoder(nn.Module):
@@ -101,7 +178,7 @@ class _ObsEncoder(nn.Module):
                 f"(e.g. ray.rllib.connectors.env_to_module.FlattenObservations)."
             )
         self.obs_shape = tuple(obs_space.shape)
-        self.embed_dim = int(model_config.get("embed_dim", 256))
+        self.embed_dim = model_config["embed_dim"]
         low = np.asarray(obs_space.low, dtype=np.float64)
         high = np.asarray(obs_space.high, dtype=np.float64)
         bounded = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low))
@@ -114,19 +191,19 @@ class _ObsEncoder(nn.Module):
         layers: List[nn.Module] = []
         if self.is_image:
             height, width, channels = self.obs_shape
-            for out_channels, kernel, stride in model_config.get("conv_filters", DEFAULT_CONV_FILTERS):
+            for out_channels, (kh, kw), (sh, sw) in model_config["conv_filters"]:
                 layers += [
-                    nn.Conv2d(channels, out_channels, kernel, stride, padding=kernel // 2),
+                    nn.Conv2d(channels, out_channels, (kh, kw), (sh, sw), padding=(kh // 2, kw // 2)),
                     nn.ReLU(),
                 ]
                 channels = out_channels
-                height = (height + 2 * (kernel // 2) - kernel) // stride + 1
-                width = (width + 2 * (kernel // 2) - kernel) // stride + 1
+                height = (height + 2 * (kh // 2) - kh) // sh + 1
+                width = (width + 2 * (kw // 2) - kw) // sw + 1
             layers.append(nn.Flatten())
             in_size = channels * height * width
         else:
             in_size = self.obs_shape[0]
-            for width in model_config.get("fcnet_hiddens", [256]):
+            for width in model_config["fcnet_hiddens"]:
                 layers += [nn.Linear(in_size, width), nn.ReLU()]
                 in_size = width
         layers += [nn.Linear(in_size, self.embed_dim), nn.ReLU()]
@@ -165,16 +242,18 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
 
     @override(TorchRLModule)
     def setup(self):
-        cfg = self.model_config if self.model_config is not None else {}
-        self.cell = cfg.get("cell", "ur-lstm")
-        self.hidden_size = int(cfg.get("hidden_size", 256))
-        self.num_layers = int(cfg.get("num_layers", 1))
+        # RLlib adds its own defaults (PPO: vf_share_layers); the module ignores those.
+        cfg = check_model_config({k: v for k, v in (self.model_config or {}).items()
+                                  if k in MODEL_CONFIG_DEFAULTS or k not in _rllib_model_keys()})
+        self.cell = cfg["cell"]
+        self.hidden_size = cfg["hidden_size"]
+        self.num_layers = cfg["num_layers"]
         # The learner connector reads model_config["max_seq_len"]; fill in the default.
         if isinstance(self.model_config, dict):
-            self.model_config.setdefault("max_seq_len", DEFAULT_MAX_SEQ_LEN)
+            self.model_config.setdefault("max_seq_len", cfg["max_seq_len"])
 
         self._encoder = _ObsEncoder(self.observation_space, cfg)
-        self._rnn = _build_rnn(
+        self._rnn = build_rnn(
             self.cell,
             input_size=self._encoder.embed_dim,
             hidden_size=self.hidden_size,
@@ -186,7 +265,7 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
 
         layers: List[nn.Module] = []
         in_size = self.hidden_size
-        for width in cfg.get("head_hiddens", []):
+        for width in cfg["head_hiddens"]:
             layers += [nn.Linear(in_size, width), nn.ReLU()]
             in_size = width
         self._head_net = nn.Sequential(*layers)
