@@ -85,7 +85,8 @@ def test_python_m_is_the_same_program():
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0
-    for option in ("--checkpoint-freq", "--checkpoint-at-end", "--storage-path",
+    for option in ("--checkpoint-freq", "--checkpoint-at-end", "--storage-path", "--resume",
+                   "--checkpoint-every-s", "--keep-checkpoints", "--torch-threads",
                    "--experiment-name", "--num-samples", "--ray-address", "--stop", "--config"):
         assert option in proc.stdout
 
@@ -95,7 +96,8 @@ def test_unknown_cell_is_a_clear_error(capsys, monkeypatch):
     code = main(["train", "file", str(REPO / CONFIG), "--stop", '{"training_iteration": 1}'])
     err = capsys.readouterr().err
     assert code == 2
-    assert "Unknown cell 'ur-lstmm'" in err and "ur-lstm" in err
+    assert "unknown model_config['cell'] 'ur-lstmm' (did you mean 'ur-lstm'" in err
+    assert "ppo_passive_match_ur_lstm.py" in err and "Traceback" not in err
 
 
 def test_unregistered_env_is_a_clear_error(capsys):
@@ -125,3 +127,128 @@ def test_checkpoint_of_another_module_is_a_clear_error(capsys, tmp_path):
     assert main(["evaluate", str(tmp_path / "module"), "--env", "CartPole-v1"]) == 2
     err = capsys.readouterr().err
     assert "DefaultPPOTorchRLModule" in err and "not a memory_agents RecurrentCellModule" in err
+
+
+# --- bad configurations: one line naming the problem, exit 2, before Ray starts --------
+
+BAD_TRAIN_CALLS = [
+    # (argv after `train`, extra env, text the error must contain)
+    (["file", CONFIG, "--config", '{"lrr": 1e-3}'], {}, "unknown --config key 'lrr'. Did you mean 'lr'"),
+    (["file", CONFIG, "--config", '{"model_config": {"hiden_size": 8}}'], {},
+     "unknown model_config key 'hiden_size'. Did you mean 'hidden_size'"),
+    (["file", CONFIG, "--config", '{"model_config": {"hidden_size": -3}}'], {},
+     "model_config['hidden_size'] must be an integer >= 1, got -3"),
+    (["file", CONFIG, "--config", '{"model_config": {"conv_filters": [[16, 3]]}}'], {},
+     "conv_filters'] entry [16, 3] is not [out_channels, kernel, stride]"),
+    (["file", CONFIG, "--config", '{"env_config": {"distractor_stepz": 5}}'], {},
+     "unknown env_config of envs:memory_agents/PassiveVisualMatch-v0 key 'distractor_stepz'. "
+     "Did you mean 'distractor_steps'"),
+    (["file", CONFIG, "--config", '{"env_config": {"distractor_steps": -5}}'], {}, "distractor_steps"),
+    (["file", CONFIG], {"MEMORY_AGENTS_DELAY": "abc"}, "MEMORY_AGENTS_DELAY='abc' is not an integer"),
+    (["file", CONFIG, "--algo", "APPO"], {}, "--algo/--env apply to flag mode only"),
+    (["file", CONFIG, "--env", "CartPole-v1"], {}, "--algo/--env apply to flag mode only"),
+    (["file", "ppo_pasive_match_ur_lstm"], {}, "did you mean ppo_passive_match_ur_lstm"),
+    (["--env", "memory_agents/PassiveVisualMatch-v0", "--config", '{"model_config": {"cel": "gru"}}'], {},
+     "unknown model_config key 'cel'. Did you mean 'cell'"),
+]
+
+
+@pytest.mark.parametrize("argv,env,expected", BAD_TRAIN_CALLS)
+def test_bad_configuration_is_one_clear_line_before_ray_starts(argv, env, expected, capsys, monkeypatch, tmp_path):
+    import ray
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) if "--algo/--env" in expected else _no_exit():
+        code = main(["train", *argv, "--storage-path", str(tmp_path)])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert not ray.is_initialized()
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("raise RuntimeError('boom')", "bad.py: RuntimeError: boom"),
+    ("x = 1", "must define `config`, an RLlib AlgorithmConfig (no variable `config`)"),
+    ("config = {'lr': 1}", "`config` is a dict"),
+])
+def test_broken_config_file_is_one_line_naming_it(body, expected, capsys, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(body + "\n")
+    assert main(["train", "file", str(bad), "--storage-path", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_rllib_style_conv_filters_are_accepted():
+    from memory_agents.rllib.module import check_model_config
+
+    cfg = check_model_config({"conv_filters": [[16, [3, 3], 1], [32, [3, 5], [1, 2]]]})
+    assert cfg["conv_filters"] == [[16, (3, 3), (1, 1)], [32, (3, 5), (1, 2)]]
+    module = make_module_with({"conv_filters": [[16, [3, 3], 1], [32, [3, 5], [1, 2]]], "hidden_size": 8})
+    out = module.forward_inference(_one_step_batch(module))
+    assert out["action_dist_inputs"].shape == (1, 1, 4)
+
+
+def make_module_with(model_config):
+    from memory_agents.rllib.module import RecurrentCellModule
+
+    env = gym.make("envs:memory_agents/PassiveVisualMatch-Delay15-v0")
+    return RecurrentCellModule(observation_space=env.observation_space, action_space=env.action_space,
+                               model_config=model_config)
+
+
+def _one_step_batch(module):
+    import torch
+
+    obs = torch.zeros((1, 1, *module.observation_space.shape), dtype=torch.uint8)
+    state = {k: torch.from_numpy(v)[None] for k, v in module.get_initial_state().items()}
+    return {"obs": obs, "state_in": state}
+
+
+def test_evaluate_rejects_zero_episodes_and_unwritable_video_before_running(trained, capsys):
+    experiment, _ = trained
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(experiment), "--episodes", "0"])
+    assert "must be >= 1" in capsys.readouterr().err
+    try:
+        import imageio_ffmpeg  # noqa: F401
+        pytest.skip("imageio-ffmpeg is installed: .mp4 can be written here")
+    except ImportError:
+        pass
+    assert main(["evaluate", str(experiment), "--episodes", "1", "--gif", "x.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'imageio[ffmpeg]'" in err
+
+
+def test_evaluate_writes_a_gif_with_the_base_install(trained, tmp_path):
+    from PIL import Image
+
+    experiment, _ = trained
+    gif = tmp_path / "episode.gif"
+    assert main(["evaluate", str(experiment), "--episodes", "1", "--gif", str(gif)]) == 0
+    with Image.open(gif) as image:
+        # 8 fps, one frame per step (Pillow merges repeated frames, adding their durations):
+        # the episode's 35 steps + the first frame.
+        total_ms = 0
+        for i in range(image.n_frames):
+            image.seek(i)
+            total_ms += image.info["duration"]
+    assert abs(total_ms - 36 * 125) <= 36 * 5  # GIF stores centiseconds
+
+
+def test_strip_shows_every_step_of_the_last_phase():
+    from memory_agents.rllib.evaluate import strip_frames
+
+    info = [{"step": i, "phase": 1 if i < 5 else 2 if i < 20 else 3} for i in range(30)]
+    assert strip_frames(info) == [0, 1, 2, 19] + list(range(20, 30))

@@ -215,16 +215,16 @@ class ProgressCallback(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         _RUNNING.add(trial.trial_id)
         self._last_checkpoint[trial.trial_id] = time.monotonic()
-        previous, folder = trial.latest_checkpoint_result, _trial_dir(trial)
-        if folder is None:
-            return
-        if previous is not None:
-            done = int(previous.metrics.get("training_iteration", 0))
+        # Tune's loggers write into a local staging copy of the trial folder and upload it to
+        # the storage folder now and then: trim both.
+        folders = {Path(p) for p in (trial.local_path, trial.path) if p and os.path.isdir(p)}
+        previous = trial.latest_checkpoint_result
+        done = int(previous.metrics.get("training_iteration", 0)) if previous is not None else 0
+        for folder in folders:
+            # Restarted without a checkpoint (done = 0), a trial trains from iteration 1 again.
             trim_trial_files(folder, done)
+        if previous is not None:
             self.print(f"{self._tag(trials, trial)}resuming from the checkpoint of iteration {done}")
-        elif (folder / "progress.csv").is_file():
-            # Restarted without a checkpoint: it trains from iteration 1 again.
-            trim_trial_files(folder, 0)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         _RUNNING.discard(trial.trial_id)
