@@ -61,3 +61,58 @@ def test_report_from_trial_results(tmp_path):
 def test_missing_results_raise_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No trial results"):
         match.collect_curves(tmp_path)
+
+
+def test_resume_keeps_finished_trials_and_continues_the_rest(tmp_path):
+    """A real two-trial grid, killed (SIGKILL, whole process group) while the second trial
+    runs; --resume leaves the first trial's results untouched and finishes the second from
+    its checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "memory_agents.experiments.match", "--cells", "ur-lstm",
+            "--delays", "5", "--seeds", "2", "--timesteps", "2800", "--num-envs", "2",
+            "--hidden-size", "16", "--num-epochs", "1", "--minibatch-size", "70",
+            "--eval-interval", "0", "--checkpoint-freq", "2", "--storage-path", str(tmp_path),
+            "--experiment-name", "grid"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    grid = tmp_path / "grid"
+
+    def saved_steps(trial):
+        return [json.loads(p.read_text())["env_steps"] for p in trial.glob("checkpoint_*/match_progress.json")]
+
+    def second_trial_checkpointed():
+        # One trial saved its final checkpoint, the other at least one before its end.
+        trials = list(grid.glob("train_trial_*"))
+        done = [t for t in trials if any(s >= 2800 for s in saved_steps(t))]
+        running = [t for t in trials if saved_steps(t) and t not in done]
+        return len(done) == 1 and len(running) == 1
+
+    deadline = time.time() + 300
+    while not second_trial_checkpointed():
+        assert proc.poll() is None, "the grid ended before the test could interrupt it"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = next(t for t in grid.glob("train_trial_*") if any(s >= 2800 for s in saved_steps(t)))
+    finished_rows = (finished / "result.json").read_text()
+
+    resumed = subprocess.run(argv + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert (finished / "result.json").read_text() == finished_rows  # not recomputed
+    df = match.collect_curves(grid)
+    assert sorted(df["seed"].unique()) == [0, 1]
+    for _, run in df.groupby("seed"):
+        assert run["env_steps"].max() >= 2800
+        assert list(run["iteration"]) == list(range(1, len(run) + 1))  # each iteration once
+
+
+def test_resume_without_a_grid_is_a_clear_error(tmp_path, capsys):
+    assert match.main(["--storage-path", str(tmp_path), "--experiment-name", "none", "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

@@ -15,6 +15,12 @@ At the end, in `--out-dir` (default: the experiment folder):
   row greedy evaluation
 - ``match_table.md``: final success (mean ± std over seeds) and env steps to 90%, for both
 
+Interrupted (Ctrl-C, a crash, the end of a session)? The same command with ``--resume``
+continues the grid: finished trials are kept, the others continue from their last
+checkpoint (every ``--checkpoint-freq`` iterations and every 5 minutes)::
+
+    python -m memory_agents.experiments.match --cells lstm,ur-lstm --delays 30 --resume
+
 Re-plot a finished (or interrupted) experiment without training::
 
     python -m memory_agents.experiments.match --plot-only ~/ray_results/match
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +40,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+from memory_agents.rllib import defaults
 
 TASK_IDS = {
     "passive": "envs:memory_agents/PassiveVisualMatch-v0",
@@ -57,25 +66,25 @@ class Args:
     """env steps per trial"""
     task: str = "passive"
     """passive or active Visual Match"""
-    hidden_size: int = 128
+    hidden_size: int = defaults.HIDDEN_SIZE
     """recurrent hidden size"""
-    num_envs: int = 16
+    num_envs: int = defaults.NUM_ENVS_PER_ENV_RUNNER
     """vectorised envs per trial"""
-    lr: float = 1e-3
+    lr: float = defaults.LR
     """Adam learning rate"""
-    num_epochs: int = 8
+    num_epochs: int = defaults.NUM_EPOCHS
     """PPO epochs over each batch"""
     minibatch_size: int = 0
     """PPO minibatch in env steps (0: an eighth of the batch, 8 whole episodes)"""
     shuffle_colours: bool = False
     """draw the reward room's colour order per episode (harder); default: fixed, as released"""
-    entropy_coeff: float = 0.01
+    entropy_coeff: float = defaults.ENTROPY_COEFF
     """PPO entropy bonus (the released A2C agent used 0.05)"""
-    eval_interval: int = 5
+    eval_interval: int = defaults.MATCH_EVALUATION_INTERVAL
     """greedy evaluation every N training iterations"""
-    eval_episodes: int = 32
+    eval_episodes: int = defaults.EVALUATION_EPISODES
     """episodes per evaluation"""
-    storage_path: str = "~/ray_results"
+    storage_path: str = defaults.STORAGE_PATH
     """Tune storage folder"""
     experiment_name: str = "match"
     """experiment folder name under storage_path"""
@@ -87,6 +96,13 @@ class Args:
     """existing Ray cluster (default: start Ray locally)"""
     plot_only: str = ""
     """experiment folder to re-plot without training"""
+    resume: bool = False
+    """continue the interrupted grid --experiment-name: finished trials are kept, unfinished
+    ones continue from their last checkpoint"""
+    checkpoint_freq: int = defaults.CHECKPOINT_FREQ
+    """checkpoint each trial every N iterations (and every 5 minutes)"""
+    torch_threads: int = defaults.TORCH_THREADS
+    """torch threads per trial"""
 
 
 def parse_args(argv: Optional[List[str]] = None) -> Args:
@@ -110,14 +126,22 @@ def _get(result: Dict[str, Any], *keys: str) -> float:
     return float(result)
 
 
+#: Written into each trial checkpoint next to the Algorithm's own files.
+PROGRESS_FILE = "match_progress.json"
+
+
 def train_trial(params: Dict[str, Any]) -> None:
-    """Tune function trainable: PPO on one (cell, delay, seed) for `timesteps` env steps."""
+    """Tune function trainable: PPO on one (cell, delay, seed) for `timesteps` env steps.
+
+    Checkpoints every `checkpoint_freq` iterations, every `CHECKPOINT_EVERY_S` seconds and
+    at the end; a restored trial (`--resume`) continues from its last checkpoint.
+    """
     import torch
     from ray import tune
 
     from memory_agents.rllib import memory_agent_config
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(params.get("torch_threads", 1))
     config = memory_agent_config(
         TASK_IDS[params["task"]],
         cell=params["cell"],
@@ -134,7 +158,15 @@ def train_trial(params: Dict[str, Any]) -> None:
     )
     algo = config.build_algo()
     tag = f"[{params['cell']} delay={params['delay']} seed={params['seed']}]"
-    steps, iteration, start = 0, 0, time.time()
+    steps, iteration = 0, 0
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder:
+            algo.restore_from_path(folder)
+            progress = json.loads((Path(folder) / PROGRESS_FILE).read_text())
+        steps, iteration = progress["env_steps"], progress["iteration"]
+        print(f"{tag} resumed at iteration {iteration}, {steps} env steps", flush=True)
+    start, start_steps, last_save = time.time(), steps, time.monotonic()
     while steps < params["timesteps"]:
         result = algo.train()
         iteration += 1
@@ -149,33 +181,42 @@ def train_trial(params: Dict[str, Any]) -> None:
         }
         print(
             f"{tag} it {iteration} steps {steps} train_success {metrics['train_success']:.2f} "
-            f"eval_success {metrics['eval_success']:.2f} ({steps / (time.time() - start):.0f} steps/s)",
+            f"eval_success {metrics['eval_success']:.2f} "
+            f"({(steps - start_steps) / (time.time() - start):.0f} steps/s)",
             flush=True,
         )
-        if steps >= params["timesteps"]:
+        due = (iteration % max(params.get("checkpoint_freq", 0), 1) == 0 and params.get("checkpoint_freq", 0)) \
+            or time.monotonic() - last_save >= defaults.CHECKPOINT_EVERY_S
+        if due or steps >= params["timesteps"]:
             with tempfile.TemporaryDirectory() as tmp:
                 algo.save_to_path(tmp)
+                (Path(tmp) / PROGRESS_FILE).write_text(json.dumps({"env_steps": steps, "iteration": iteration}))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            last_save = time.monotonic()
         else:
             tune.report(metrics)
     algo.stop()
 
 
 def run_grid(args: Args):
-    """Runs the (cell, delay, seed) grid through Tune; returns the experiment folder."""
-    import torch
+    """Runs (or, with `args.resume`, continues) the (cell, delay, seed) grid through Tune;
+    returns the experiment folder."""
     from ray import tune
     from ray.rllib.algorithms.ppo import PPO
 
-    from memory_agents.cells import available_cells
+    from memory_agents.cells.config import check_cell_name
+    from memory_agents.ray_init import init_ray
     from memory_agents.rllib import memory_agent_config
-    from memory_agents.rllib.train import init_ray
 
-    torch.set_num_threads(1)
-    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    unknown = [c for c in cells if c not in available_cells()]
-    if unknown:
-        raise ValueError(f"Unknown cells {unknown}; choose from {available_cells()}")
+    storage = Path(os.path.expanduser(args.storage_path)).resolve()
+    experiment = storage / args.experiment_name
+    exists = (experiment / "tuner.pkl").is_file()
+    if args.resume and not exists:
+        raise ValueError(f"nothing to resume: {experiment} holds no grid (run without --resume to start it)")
+    if exists and not args.resume:
+        raise ValueError(f"{experiment} already holds a grid: add --resume to continue it, or "
+                         f"choose another --experiment-name")
+    cells = [check_cell_name(c.strip()) for c in args.cells.split(",") if c.strip()]
     delays = [int(d) for d in args.delays.split(",")]
     # Resources of one trial = those of one PPO algorithm with these settings.
     probe = memory_agent_config(
@@ -183,7 +224,14 @@ def run_grid(args: Args):
         num_envs_per_env_runner=args.num_envs,
     )
     trainable = tune.with_resources(train_trial, PPO.default_resource_request(probe))
-    init_ray(args.ray_address or None)
+    init_ray(args.ray_address or None, torch_threads=args.torch_threads)
+    if args.resume:
+        # Finished trials stay as they are; unfinished and failed ones continue from their
+        # last checkpoint (or start over if they never saved one).
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True)
+        tuner.fit()
+        return experiment
     param_space = {
         # Seeds vary slowest, so the first finished trials already compare every cell.
         "seed": tune.grid_search(list(range(args.seeds))),
@@ -191,20 +239,21 @@ def run_grid(args: Args):
         "cell": tune.grid_search(cells),
         **{k: getattr(args, k) for k in (
             "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "minibatch_size",
-            "shuffle_colours", "entropy_coeff", "eval_interval", "eval_episodes")},
+            "shuffle_colours", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
+            "torch_threads")},
     }
-    storage = str(Path(os.path.expanduser(args.storage_path)).resolve())
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None),
         run_config=tune.RunConfig(
-            name=args.experiment_name, storage_path=storage,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            name=args.experiment_name, storage_path=str(storage),
+            # num_to_keep also makes Tune save the grid's state at every checkpoint.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=defaults.KEEP_CHECKPOINTS),
         ),
     )
     tuner.fit()
-    return Path(storage) / args.experiment_name
+    return experiment
 
 
 def collect_curves(experiment_dir: Path):
@@ -228,9 +277,10 @@ def collect_curves(experiment_dir: Path):
             })
     if not rows:
         raise FileNotFoundError(f"No trial results under {experiment_dir}")
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS).sort_values(
-        ["cell", "delay", "seed", "env_steps"]
-    )
+    # A resumed trial repeats the iterations after its last checkpoint: keep the rerun.
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS).drop_duplicates(
+        ["cell", "delay", "seed", "iteration"], keep="last"
+    ).sort_values(["cell", "delay", "seed", "env_steps"])
 
 
 def _seed_curves(df, metric: str, grid: np.ndarray) -> np.ndarray:
@@ -336,10 +386,14 @@ def write_report(experiment_dir: Path, out_dir: Path) -> Dict[str, Path]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    if args.plot_only:
-        experiment_dir = Path(os.path.expanduser(args.plot_only))
-    else:
-        experiment_dir = run_grid(args)
+    try:
+        if args.plot_only:
+            experiment_dir = Path(os.path.expanduser(args.plot_only))
+        else:
+            experiment_dir = run_grid(args)
+    except ValueError as err:  # a bad cell name, nothing to resume, ...
+        print(f"match: error: {err}", file=sys.stderr)
+        return 2
     out_dir = Path(os.path.expanduser(args.out_dir)) if args.out_dir else experiment_dir
     paths = write_report(experiment_dir, out_dir)
     print(paths["table"].read_text())

@@ -266,7 +266,11 @@ class ProgressCallback(tune.Callback):
             rate = _get(result, "num_env_steps_sampled_lifetime_throughput")
             if math.isnan(rate):
                 rate = _get(result, "env_runners", "num_env_steps_sampled") / max(_get(result, "time_this_iter_s"), 1e-9)
-        eval_success = _get(result, "evaluation", "env_runners", "success")
+        # RLlib attaches the last evaluation's results to every later result too: count an
+        # evaluation only at the iterations where one runs.
+        interval = (trial.config or {}).get("evaluation_interval") or 0
+        evaluated = bool(interval) and it % interval == 0
+        eval_success = _get(result, "evaluation", "env_runners", "success") if evaluated else math.nan
         if not math.isnan(eval_success):
             self._last_eval[tid] = (eval_success, it)
         train_success = _get(result, "env_runners", "success")
@@ -276,7 +280,8 @@ class ProgressCallback(tune.Callback):
             "train_return_mean": _get(result, "env_runners", "episode_return_mean"),
             "train_episode_len_mean": _get(result, "env_runners", "episode_len_mean"),
             "eval_success": eval_success,
-            "eval_return_mean": _get(result, "evaluation", "env_runners", "episode_return_mean"),
+            "eval_return_mean": (_get(result, "evaluation", "env_runners", "episode_return_mean")
+                                 if evaluated else math.nan),
         }
         if _trial_dir(trial):
             self._append_summary(_trial_dir(trial) / SUMMARY_CSV, row)
