@@ -54,6 +54,11 @@ def test_ppo_iteration_updates_weights_and_logs_task_metrics():
     )
     algo = config.build_algo()
     try:
+        # Its logs go to the test session's temporary folder (tests/conftest.py), never to
+        # the user's ~/ray_results.
+        from conftest import RESULTS_DIR
+
+        assert algo.logdir.startswith(RESULTS_DIR)
         before = {k: np.array(v) for k, v in algo.learner_group.get_weights()["default_policy"].items()}
         result = algo.train()
         after = algo.learner_group.get_weights()["default_policy"]
