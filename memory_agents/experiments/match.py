@@ -77,7 +77,7 @@ class Args:
     minibatch_size: int = 0
     """PPO minibatch in env steps (0: an eighth of the batch, 8 whole episodes)"""
     shuffle_colours: bool = False
-    """draw the reward room's colour order per episode (harder); default: fixed, as released"""
+    """draw the reward room's colour order per episode (harder); default: one fixed order (easier than the release)"""
     entropy_coeff: float = defaults.ENTROPY_COEFF
     """PPO entropy bonus (the released A2C agent used 0.05)"""
     eval_interval: int = defaults.MATCH_EVALUATION_INTERVAL
