@@ -110,9 +110,10 @@ class PassiveVisualMatchEnv(VisualMatchEnv):
 
     Every constant is a keyword argument of `gym.make`: `explore_steps`, `distractor_steps`
     (0 allowed), `reward_steps`, `num_apples` (0-22), `apple_reward`, `apple_respawn_steps`
-    (None: never), `final_reward`, `wrong_reward`, `shuffle_colours` (default True: the
-    squares' order is drawn per episode; False: red, green, blue from the left, fixed as in
-    the release), `view`, `view_size`.
+    (None: never), `final_reward`, `wrong_reward`, `colour_order` (the squares'
+    colours from the left: `"instance"`, the default and the release's rule, draws one order
+    per environment instance whenever it is reset with a seed; `"episode"` draws one per
+    episode; `"fixed"` is always red, green, blue, the easier variant), `view`, `view_size`.
     """
 
     def _explore_room(self) -> tuple[np.ndarray, tuple[int, int], int]:

@@ -24,6 +24,20 @@ SQUARE_CELLS = cells.cells_marked(REWARD_ROOM, "c")
 REWARD_ROOM_START = cells.cells_marked(REWARD_ROOM, "S")[0]
 
 
+#: How the reward room's squares get their colours (left to right):
+#: - "instance": one order per environment instance, drawn whenever the env is reset with a
+#:   seed and kept across resets without one. DeepMind's release does this: its
+#:   `Game.__init__` draws the colour of each square once per game
+#:   (tvt/pycolab/active_visual_match.py, lines 79-81, `get_shuffled_symbol_colour_map`),
+#:   `make_episode` draws only the target, and every environment of the training batch
+#:   builds its own game from its own `np.random.RandomState()` (tvt/pycolab/env.py, line 44).
+#:   Vectorised envs seeded `seed + i` therefore differ, as the release's batch of 16 does.
+#: - "episode": a new order every episode.
+#: - "fixed": red, green, blue from the left; the easy variant (the agent can remember
+#:   "left" instead of a colour).
+COLOUR_ORDERS = ("instance", "episode", "fixed")
+
+
 class VisualMatchEnv(ThreePhaseEnv):
     """Base of the two Visual Match tasks; subclasses build the explore room."""
 
@@ -32,15 +46,22 @@ class VisualMatchEnv(ThreePhaseEnv):
         *,
         final_reward: float = 10.0,
         wrong_reward: float = 0.0,
-        shuffle_colours: bool = True,
+        colour_order: str = "instance",
         **kwargs: Any,
     ):
         self.wrong_reward = check_real("wrong_reward", wrong_reward)
-        if not isinstance(shuffle_colours, (bool, np.bool_)):
-            raise ValueError(f"shuffle_colours must be True or False, got {shuffle_colours!r}")
-        self.shuffle_colours = bool(shuffle_colours)
+        if colour_order not in COLOUR_ORDERS:
+            raise ValueError(f"colour_order must be one of {', '.join(map(repr, COLOUR_ORDERS))}, "
+                             f"got {colour_order!r}")
+        self.colour_order = colour_order
+        self._instance_order: tuple[int, int, int] | None = None
         super().__init__(final_reward=final_reward, **kwargs)
         self._reward_room_codes = cells.parse_map(REWARD_ROOM)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._instance_order = None  # a seeded reset draws this instance's order again
+        return super().reset(seed=seed, options=options)
 
     @staticmethod
     def _gen_mission() -> str:
@@ -58,12 +79,17 @@ class VisualMatchEnv(ThreePhaseEnv):
 
     def _new_episode(self) -> None:
         self._target = int(self.np_random.integers(3))
-        # Fixed order unless shuffled: the release fixes it per environment instance.
-        self._square_colours = (
-            tuple(int(i) for i in self.np_random.permutation(3))
-            if self.shuffle_colours
-            else (0, 1, 2)
-        )
+        if self.colour_order == "fixed":
+            self._square_colours = (0, 1, 2)
+        elif self.colour_order == "episode":
+            self._square_colours = self._draw_order()
+        else:
+            if self._instance_order is None:
+                self._instance_order = self._draw_order()
+            self._square_colours = self._instance_order
+
+    def _draw_order(self) -> tuple[int, int, int]:
+        return tuple(int(i) for i in self.np_random.permutation(3))  # type: ignore[return-value]
 
     def _reward_room(self) -> tuple[np.ndarray, tuple[int, int], int]:
         codes = self._reward_room_codes.copy()

@@ -302,14 +302,48 @@ def test_target_colour_never_visible_after_phase_one(task, view):
             obs, _, _, truncated, info = env.step(rng.integers(env.action_space.n))
             if info["phase"] == 2:
                 assert not has_match_colour(obs)
-    assert len(orders) == 6  # shuffle_colours=True draws the order per episode
+    assert len(orders) == 6  # "instance" (the default) draws an order at every seeded reset
 
 
-def test_fixed_colour_order_without_shuffle():
-    env = gym.make("memory_agents/ActiveVisualMatch-v0", shuffle_colours=False)
+def test_fixed_colour_order():
+    env = gym.make("memory_agents/ActiveVisualMatch-v0", colour_order="fixed")
     for seed in range(10):
         env.reset(seed=seed)
         assert env.unwrapped.square_colours == ("red", "green", "blue")
+
+
+@pytest.mark.parametrize("task", ["PassiveVisualMatch", "ActiveVisualMatch"])
+def test_instance_colour_order_is_the_releases_rule(task):
+    env = gym.make(f"memory_agents/{task}-Delay15-v0")
+    assert env.unwrapped.colour_order == "instance"  # the registered ids' default
+    env.reset(seed=3)
+    order = env.unwrapped.square_colours
+    targets = set()
+    for _ in range(30):  # unseeded resets: new episodes, same instance, same order
+        env.reset()
+        assert env.unwrapped.square_colours == order
+        targets.add(env.unwrapped.target_colour)
+    assert targets == {"red", "green", "blue"}
+    env.reset(seed=3)
+    assert env.unwrapped.square_colours == order  # the seed fixes the instance's order
+    # A batch of 16 envs seeded seed + i, as RLlib seeds its vector envs, differ: here 5 of the
+    # 6 orders (the release's batch of 16 draws them the same way, so it misses some too).
+    batch = [gym.make(f"memory_agents/{task}-Delay15-v0") for _ in range(16)]
+    orders = set()
+    for i, member in enumerate(batch):
+        member.reset(seed=100 + i)
+        orders.add(member.unwrapped.square_colours)
+    assert len(orders) >= 4
+
+
+def test_episode_colour_order_changes_without_a_seed():
+    env = gym.make("memory_agents/PassiveVisualMatch-Delay15-v0", colour_order="episode")
+    env.reset(seed=0)
+    orders = set()
+    for _ in range(40):
+        env.reset()
+        orders.add(env.unwrapped.square_colours)
+    assert len(orders) == 6
 
 
 def _to_reward_room(env, seed):
@@ -524,7 +558,7 @@ BAD_KWARGS = [
 ]
 VISUAL_MATCH_BAD_KWARGS = [
     ({"wrong_reward": "0"}, "wrong_reward must be a finite number"),
-    ({"shuffle_colours": "yes"}, "shuffle_colours must be True or False"),
+    ({"colour_order": "shuffled"}, "colour_order must be one of 'instance', 'episode', 'fixed'"),
 ]
 
 
@@ -552,7 +586,7 @@ def test_good_kwargs_are_kept():
     env = gym.make(
         "memory_agents/ActiveVisualMatch-v0", explore_steps=np.int64(4), distractor_steps=0,
         reward_steps=9, num_apples=0, apple_reward=(0.5, 2), apple_respawn_steps=None,
-        final_reward=1, wrong_reward=-1, shuffle_colours=False, view="egocentric", view_size=9,
+        final_reward=1, wrong_reward=-1, colour_order="fixed", view="egocentric", view_size=9,
     )
     base = env.unwrapped
     assert (base.explore_steps, base.distractor_steps, base.reward_steps, base.max_steps) == (4, 0, 9, 13)

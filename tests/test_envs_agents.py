@@ -183,10 +183,10 @@ def test_key_to_door_needs_the_key():
 
 
 def test_fixed_colour_order_is_also_chance_without_memory():
-    # With the release's fixed order a guesser is still at chance: the target colour is uniform.
+    # With the order fixed a guesser is still at chance: the target colour is uniform.
     rate = success_rate(
         "memory_agents/PassiveVisualMatch-v0",
         VisualMatchAgent(search=False, remember=False, seed=1),
-        shuffle_colours=False,
+        colour_order="fixed",
     )
     assert abs(rate - 1 / 3) <= 0.05

@@ -26,12 +26,12 @@ def _write_trial(root, name, cell, seed, successes, steps_per_report=1000):
 
 
 def test_parse_args_types_and_boolean_flags():
-    args = match.parse_args(["--cells", "gru", "--timesteps", "1000", "--shuffle-colours", "--lr", "0.002"])
+    args = match.parse_args(["--cells", "gru", "--timesteps", "1000", "--colour-order", "instance", "--lr", "0.002"])
     assert args.cells == "gru" and args.timesteps == 1000 and args.lr == 0.002
-    assert args.shuffle_colours is True
-    assert match.parse_args(["--no-shuffle-colours"]).shuffle_colours is False
+    assert args.colour_order == "instance"
+    assert match.parse_args(["--resume"]).resume is True
     defaults = match.parse_args([])
-    assert defaults.shuffle_colours is False and defaults.num_epochs == 8 and defaults.minibatch_size == 0
+    assert defaults.colour_order == "fixed" and defaults.num_epochs == 8 and defaults.minibatch_size == 0
 
 
 def test_report_from_trial_results(tmp_path):

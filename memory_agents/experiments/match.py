@@ -76,8 +76,8 @@ class Args:
     """PPO epochs over each batch"""
     minibatch_size: int = 0
     """PPO minibatch in env steps (0: an eighth of the batch, 8 whole episodes)"""
-    shuffle_colours: bool = False
-    """draw the reward room's colour order per episode (harder); default: one fixed order (easier than the release)"""
+    colour_order: str = defaults.COLOUR_ORDER
+    """the reward room's colours: fixed (easier), instance (the release's rule) or episode"""
     entropy_coeff: float = defaults.ENTROPY_COEFF
     """PPO entropy bonus (the released A2C agent used 0.05)"""
     eval_interval: int = defaults.MATCH_EVALUATION_INTERVAL
@@ -146,7 +146,7 @@ def train_trial(params: Dict[str, Any]) -> None:
         TASK_IDS[params["task"]],
         cell=params["cell"],
         hidden_size=params["hidden_size"],
-        env_config={"distractor_steps": params["delay"], "shuffle_colours": params["shuffle_colours"]},
+        env_config={"distractor_steps": params["delay"], "colour_order": params["colour_order"]},
         seed=params["seed"],
         num_envs_per_env_runner=params["num_envs"],
         lr=params["lr"],
@@ -239,7 +239,7 @@ def run_grid(args: Args):
         "cell": tune.grid_search(cells),
         **{k: getattr(args, k) for k in (
             "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "minibatch_size",
-            "shuffle_colours", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
+            "colour_order", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
             "torch_threads")},
     }
     tuner = tune.Tuner(
