@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gif", default=None, help="save episode 0 as a GIF (.mp4 needs imageio[ffmpeg])")
     evaluate.add_argument("--png", default=None,
                           help="save episode 0 as a PNG: every step of its last phase, captioned")
+    evaluate.add_argument("--probe", action="store_true",
+                          help="memory probe (Visual Match): how well a linear read-out decodes the "
+                          "phase-1 colour from the recurrent state at the end of the delay")
     return parser
 
 
@@ -193,14 +196,16 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from memory_agents.ray_init import quiet_process
     from memory_agents.rllib.evaluate import check_video_path, evaluate_checkpoint
 
     torch.set_num_threads(1)
+    quiet_process()  # RLlib's deprecation warnings while it loads the module
     if args.gif:
         check_video_path(args.gif)  # before any episode runs
     result = evaluate_checkpoint(
         args.checkpoint, episodes=args.episodes, env=args.env, env_config=args.env_config,
-        seed=args.seed, explore=args.explore, gif=args.gif, png=args.png,
+        seed=args.seed, explore=args.explore, gif=args.gif, png=args.png, probe=args.probe,
     )
     print(result.summary())
     for path in (args.gif, args.png):

@@ -252,3 +252,13 @@ def test_strip_shows_every_step_of_the_last_phase():
 
     info = [{"step": i, "phase": 1 if i < 5 else 2 if i < 20 else 3} for i in range(30)]
     assert strip_frames(info) == [0, 1, 2, 19] + list(range(20, 30))
+
+
+def test_evaluate_with_the_memory_probe(trained, capsys):
+    experiment, _ = trained
+    assert main(["evaluate", str(experiment), "--episodes", "12", "--probe"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("memory probe:"))
+    assert "on 6 held-out episodes" in line and "fitted on 6" in line
+    accuracy = float(line.split("accuracy ")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0

@@ -115,6 +115,11 @@ class EvaluationResult:
     #: One dict per recorded frame: step, phase, reward of the step that led to it, and
     #: (on the last frame) success.
     frame_info: List[Dict[str, Any]] = field(default_factory=list)
+    #: Per episode (with `probe_states=True`): the recurrent state after the last
+    #: observation before the final phase, flattened, and the phase-1 colour.
+    probe_states: List[np.ndarray] = field(default_factory=list)
+    probe_labels: List[str] = field(default_factory=list)
+    probe: Optional[Any] = None  # a memory_agents.rllib.probe.ProbeResult
 
     @property
     def success_rate(self) -> Optional[float]:
@@ -132,6 +137,8 @@ class EvaluationResult:
             )
         else:
             lines.append("success rate: n/a (the env reports no last_phase_reward/success)")
+        if self.probe is not None:
+            lines.append(self.probe.summary())
         return "\n".join(lines)
 
 
@@ -147,8 +154,10 @@ def run_episodes(
     seed: Optional[int] = 0,
     explore: bool = False,
     record_episode: Optional[int] = None,
+    probe_states: bool = False,
 ) -> EvaluationResult:
-    """Runs `episodes` episodes, carrying the recurrent state; records frames of one."""
+    """Runs `episodes` episodes, carrying the recurrent state; records frames of one and,
+    with `probe_states`, the state at the end of the delay (see `memory_agents.rllib.probe`)."""
     from ray.rllib.core.columns import Columns
 
     dist_cls = module.get_inference_action_dist_cls()
@@ -178,12 +187,17 @@ def run_episodes(
                 action = dist.to_deterministic().sample()
             action = action[0].numpy()
             state = out[Columns.STATE_OUT]
+            phase_before = info.get("phase")
             obs, reward, terminated, truncated, info = env.step(
                 int(action) if isinstance(env.action_space, gym.spaces.Discrete) else action
             )
             total += float(reward)
             step += 1
             done = terminated or truncated
+            if probe_states and phase_before in (1, 2) and info.get("phase") == 3:
+                # `state` has just taken in the last observation before the final phase.
+                result.probe_states.append(np.concatenate([state[k].numpy().ravel() for k in sorted(state)]))
+                result.probe_labels.append(_phase_one_colour(env))
             if record:
                 result.frames.append(env.render())
                 result.frame_info.append({"step": step, "phase": info.get("phase"), "reward": float(reward),
@@ -196,6 +210,18 @@ def run_episodes(
         elif "last_phase_reward" in info:
             result.successes.append(int(float(info["last_phase_reward"]) >= SUCCESS_THRESHOLD))
     return result
+
+
+def _check_probe_env(env: gym.Env) -> None:
+    """The probe decodes Visual Match's phase-1 colour; other tasks have none."""
+    if not hasattr(type(env.unwrapped), "target_colour"):
+        raise CheckpointError(f"--probe needs a Visual Match env (a phase-1 colour to decode); "
+                              f"{type(env.unwrapped).__name__} has none")
+
+
+def _phase_one_colour(env: gym.Env) -> str:
+    _check_probe_env(env)
+    return str(env.unwrapped.target_colour)
 
 
 def _upscale(frame: np.ndarray, min_side: int = 160) -> np.ndarray:
@@ -290,8 +316,10 @@ def evaluate_checkpoint(
     explore: bool = False,
     gif: Optional[str] = None,
     png: Optional[str] = None,
+    probe: bool = False,
 ) -> EvaluationResult:
-    """Loads `checkpoint`, runs `episodes` episodes on its env (or `env`), saves media."""
+    """Loads `checkpoint`, runs `episodes` episodes on its env (or `env`), saves media;
+    with `probe`, also fits the memory probe (`result.probe`, memory_agents.rllib.probe)."""
     from memory_agents.rllib.config import check_env_id, make_env
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -316,13 +344,21 @@ def evaluate_checkpoint(
             f"The checkpoint's module expects observations {module.observation_space}, "
             f"but {env_id} gives {instance.observation_space}"
         )
+    if probe:
+        _check_probe_env(instance)  # before any episode runs
+        if episodes < 4:
+            raise ValueError(f"--probe needs at least 4 episodes (half to fit, half to score), got {episodes}")
     try:
         result = run_episodes(
             module, instance, episodes, seed=seed, explore=explore,
-            record_episode=0 if render else None,
+            record_episode=0 if render else None, probe_states=probe,
         )
     finally:
         instance.close()
+    if probe:
+        from memory_agents.rllib.probe import fit_linear_probe
+
+        result.probe = fit_linear_probe(np.stack(result.probe_states), result.probe_labels)
     if gif:
         save_gif(result.frames, gif)
     if png:
