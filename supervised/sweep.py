@@ -121,6 +121,7 @@ def trial_order(cells: list[str], seeds: list[int]) -> list[tuple[str, int]]:
 def trial_record(results: dict[str, Any]) -> dict[str, Any]:
     """What the sweep keeps of a finished trial, from ``train``'s results (or its ``metrics.json``)."""
     return {"cell": results["cell"], "seed": results["seed"], "steps": results["steps"],
+            "primary_metric": results["primary_metric"],
             "final": {f"{split}_{k}": v for split in ("val", "test") for k, v in results[split].items()},
             "history": results["history"], "wall_time_s": results["wall_time_s_this_process"],
             "config": results["config"]}
