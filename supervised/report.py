@@ -25,6 +25,7 @@ from supervised.replication import CURVES, DOCS, GRID, METRICS, RESULTS, Grid, S
 
 REPORT = "REPLICATION.md"
 ALPHA = 0.05  # two-sided Welch t-test: a difference is "visible" below this p
+LEARNT = 0.5  # a synthetic task counts as learnt once the validation loss is this fraction of the baseline
 FAMILIES = (("ur-lstm", "lstm"), ("ur-gru", "gru"))  # (UR cell, its plain counterpart)
 BUDGET_KEYS = (("hidden_size", "units"), ("seq_len", "train length"), ("eval_seq_len", "eval length"),
                ("epochs", "epochs"), ("steps", "steps"))
@@ -129,7 +130,8 @@ def budget_line(data: SectionData, rows: list[dict[str, Any]]) -> str:
         if paper.get(key):
             parts.append(f"{label} {ours:g} vs paper {paper[key]:g} ({ours / paper[key]:.2g}×)")
         else:
-            parts.append(f"{label} {ours:g}" + (" (paper: not stated)" if key == "steps" else ""))
+            unstated = key == "steps" and not paper.get("epochs")
+            parts.append(f"{label} {ours:g}" + (" (paper: not stated)" if unstated else ""))
     if "data" in paper:
         parts.append(f"data: paper {paper['data']}")
     return "; ".join(parts)
@@ -202,7 +204,23 @@ def trend_text(data: SectionData, curves: dict) -> str:
     return f"validation {data.section.metric} at step {first_step}: {lead(first)}; at step {last_step}: {lead(last)}: {move}. Test: {final}"
 
 
-def section_table(data: SectionData) -> list[str]:
+def steps_to_learn(data: SectionData, curves: dict, cell: str) -> str:
+    """When each seed's validation loss first fell to LEARNT x the no-memory baseline: a speed, which
+    the final loss hides once several cells have learnt the task."""
+    baseline = data.baseline("val")
+    reached = []
+    for seed in data.grid.seeds:
+        history = curves.get((data.section.setting, cell, seed))
+        if history is None:
+            continue
+        reached.append(next((r["step"] for r in history if r.get("val_loss", math.inf) <= LEARNT * baseline), None))
+    steps = [s for s in reached if s is not None]
+    if not reached:
+        return "pending"
+    return (f"{np.mean(steps):.0f}" if steps else "never") + f" ({len(steps)}/{len(reached)})"
+
+
+def section_table(data: SectionData, curves: dict) -> list[str]:
     section = data.section
     metric = section.metric + (" (%)" if section.metric == "accuracy" else "")
     show_recall = section.metric == "loss" and any(r.get("val_accuracy") is not None for r in data.rows)
@@ -213,6 +231,9 @@ def section_table(data: SectionData) -> list[str]:
     head = [f"{metric}, {split_names['val']}", f"{metric}, {split_names['test']}"]
     if show_recall:
         head += [f"recall (%), {split_names['val']}", f"recall (%), {split_names['test']}"]
+    speed = data.baseline("val") is not None
+    if speed:
+        head.append(f"steps until val loss ≤ {LEARNT:g}× baseline (seeds that got there)")
     lines = [f"| cell | seeds | {' | '.join(head)} |", "|---|---|" + "---|" * len(head)]
     for cell in section.cells:
         n = len(data.values(cell))
@@ -222,13 +243,15 @@ def section_table(data: SectionData) -> list[str]:
         cells = [mean_std(data.values(cell, split), ddof=1, scale=data.scale) for split in ("val", "test")]
         if show_recall:
             cells += [mean_std(data.values(cell, split, "accuracy"), ddof=1, scale=100.0) for split in ("val", "test")]
+        if speed:
+            cells.append(steps_to_learn(data, curves, cell))
         mark = lambda text, split: f"**{text}**" if split == section.split else text  # noqa: E731
         cells[:2] = [mark(cells[0], "val"), mark(cells[1], "test")]
         lines.append(f"| {cell} | {n}/{len(data.grid.seeds)} | " + " | ".join(cells) + " |")
     baselines = [data.baseline(split) for split in ("val", "test")]
     if any(b is not None for b in baselines):
         lines.append("| *baseline (no memory)* | | " + " | ".join(f"{b:.4g}" if b is not None else "" for b in baselines)
-                     + (" | 12.5 | 12.5 |" if show_recall else " |"))
+                     + (" | 12.5 | 12.5" if show_recall else "") + (" | |" if speed else " |"))
     return lines
 
 
@@ -319,7 +342,7 @@ def build_report(grid_path: str | Path = GRID, docs: str | Path = DOCS) -> Path:
                   f"- **Paper:** {section.paper}",
                   f"- **Budget:** {budget_line(data, data.rows)}",
                   f"- **Verdict ({section.split} {section.metric}): {word}.** {why}", ""]
-        lines += section_table(data)
+        lines += section_table(data, curves)
         if data.section.kind != "trend":
             other_split = "test" if section.split == "val" else "val"
             comparisons = [data.compare(a, b, other_split) for a, b in data.pairs()]

@@ -122,8 +122,10 @@ def test_report_from_a_partial_csv(tmp_path):
     assert report == (docs / REPORT).read_text()
     assert "**16 of 21 trials finished**" in report
     # Mean ± sample std over seeds, the verdict's split in bold; the baseline row.
-    assert "| ur-lstm | 3/3 | **0.02 ± 0.01** | 0.02 ± 0.01 |" in report
-    assert "| *baseline (no memory)* | | 0.1667 | 0.1667 |" in report
+    # ... and when each seed's validation loss first fell to half the baseline (0.083): steps 2, 5, 5.
+    assert "| ur-lstm | 3/3 | **0.02 ± 0.01** | 0.02 ± 0.01 | 4 (3/3) |" in report
+    assert "| lstm | 3/3 | **0.17 ± 0.01** | 0.17 ± 0.01 | never (0/3) |" in report
+    assert "| *baseline (no memory)* | | 0.1667 | 0.1667 | |" in report
     p = stats.ttest_ind([0.01, 0.02, 0.03], [0.16, 0.17, 0.18], equal_var=False).pvalue
     assert f"ur-lstm vs lstm: ur-lstm ahead by 0.15 (Welch p = {p:.2g}: visible at 3 seeds)" in report
     # ur-lstm is best and visibly ahead of lstm: the ablation is reproduced; o-lstm is not visibly worse than it.
@@ -132,7 +134,7 @@ def test_report_from_a_partial_csv(tmp_path):
     assert "| ur-gru | 0/3 | pending | pending |" in report and "| gru | 1/3 | 40 | **40** |" in report
     assert "| ur-lstm | 3/3 | 51 ± 1 | **51 ± 1** |" in report  # accuracy in %
     assert "units 8 vs paper 256 (0.031×); train length 10 vs paper 200 (0.05×); eval length 20 vs paper 1000 (0.02×)" in report
-    assert "epochs 2 vs paper 100 (0.02×)" in report and "data: paper MNIST" in report
+    assert "epochs 2 vs paper 100 (0.02×); optimizer steps 6; data: paper MNIST" in report
     assert "| Images | test | -10 | " in report and "| **no** |" not in report.split("| Images | test |")[1].split("\n")[0]
     for png in ("curves-abl.png", "ablation.png"):
         assert f"]({png})" in report and (docs / png).read_bytes()[:4] == b"\x89PNG"
