@@ -136,9 +136,12 @@ def finished_record(cfg: TrainConfig) -> dict[str, Any] | None:
     from supervised.train import METRICS
 
     path = Path(cfg.out) / METRICS
-    if not path.is_file():
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
-    results = json.loads(path.read_text())
+    except json.JSONDecodeError:  # cut short by a kill (written before writes were atomic): run its end again
+        return None
     mismatches = resume_mismatches(results["config"], resolve(cfg))
     if mismatches:
         raise ConfigError(f"--resume: finished trial {path.parent} has other settings: " + "; ".join(mismatches))
