@@ -137,6 +137,11 @@ def budget_line(data: SectionData, rows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def time_line(data: SectionData) -> str:
+    times = [r["wall_time_s_last_process"] / 60 for r in data.rows if r.get("wall_time_s_last_process")]
+    return f"{np.mean(times):.1f} min on average over {len(times)} trial(s)" if times else "pending"
+
+
 def comparison_text(c: dict[str, Any], data: SectionData) -> str:
     if math.isnan(c["p"]):
         return f"{c['a']} vs {c['b']}: no test (needs ≥ 2 seeds each)"
@@ -341,6 +346,8 @@ def build_report(grid_path: str | Path = GRID, docs: str | Path = DOCS) -> Path:
         lines += ["", f"<a id=\"{section.name}\"></a>", f"## {section.title}", "",
                   f"- **Paper:** {section.paper}",
                   f"- **Budget:** {budget_line(data, data.rows)}",
+                  f"- **Time per trial** (one CPU thread, shared machine; a resumed trial counts its last process "
+                  f"only): {time_line(data)}",
                   f"- **Verdict ({section.split} {section.metric}): {word}.** {why}", ""]
         lines += section_table(data, curves)
         if data.section.kind != "trend":

@@ -135,6 +135,7 @@ def test_report_from_a_partial_csv(tmp_path):
     assert "| ur-lstm | 3/3 | 51 ± 1 | **51 ± 1** |" in report  # accuracy in %
     assert "units 8 vs paper 256 (0.031×); train length 10 vs paper 200 (0.05×); eval length 20 vs paper 1000 (0.02×)" in report
     assert "epochs 2 vs paper 100 (0.02×); optimizer steps 6; data: paper MNIST" in report
+    assert "- **Time per trial** (one CPU thread, shared machine; a resumed trial counts its last process only): pending" in report
     assert "| Images | test | -10 | " in report and "| **no** |" not in report.split("| Images | test |")[1].split("\n")[0]
     for png in ("curves-abl.png", "ablation.png"):
         assert f"]({png})" in report and (docs / png).read_bytes()[:4] == b"\x89PNG"
