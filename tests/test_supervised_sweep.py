@@ -147,3 +147,14 @@ def test_ray_tune_sweep_end_to_end(tmp_path):
     assert "| ur-lstm | 2 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert all((Path(tmp_path) / "trials" / f"{c}-s{s}" / "metrics.json").is_file() for c in ("lstm", "ur-lstm") for s in (0, 1))
+
+
+def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
+    from supervised.sweep import hold_lock
+
+    with hold_lock(tmp_path, "sweep directory"):
+        with pytest.raises(ConfigError, match=f"sweep directory {tmp_path} is in use by another process \\(pid {os.getpid()}\\)"):
+            with hold_lock(tmp_path, "sweep directory"):
+                pass
+    with hold_lock(tmp_path, "sweep directory"):  # released on exit
+        pass
