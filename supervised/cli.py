@@ -88,10 +88,21 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path} must be a mapping of option names to values")
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    check_values(values, f"--config {path}")
+    return values
+
+
+def check_values(values: dict[str, Any], where: str) -> None:
+    """Option names and value types of a mapping from a file (argparse checks the flags' types)."""
     unknown = sorted(set(values) - set(CONFIG_FIELDS))
     if unknown:
-        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
-    return values
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in values.items():
+        kind = _value_type(hints[name])
+        if value is None or isinstance(value, kind) or (kind is float and isinstance(value, int)):
+            continue
+        raise ConfigError(f"option {name} must be {kind.__name__}, got {value!r}")
 
 
 def config_from_args(argv: list[str]) -> TrainConfig:
@@ -106,12 +117,6 @@ def config_from_args(argv: list[str]) -> TrainConfig:
         values["task"] = task
     if "task" not in values:
         raise ConfigError(f"name a task ({', '.join(TASKS)}) or pass --config FILE.yaml")
-    hints = typing.get_type_hints(TrainConfig)
-    for name, value in values.items():  # YAML values are not type-checked by argparse
-        kind = _value_type(hints[name])
-        if value is None or isinstance(value, kind) or (kind is float and isinstance(value, int)):
-            continue
-        raise ConfigError(f"option {name} must be {kind.__name__}, got {value!r}")
     return TrainConfig(**values)
 
 

@@ -52,8 +52,9 @@ def plot_learning_curves(runs: dict[str, Histories], keys: Sequence[str], path: 
     return path
 
 
-def mean_std(values: Sequence[float]) -> str:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+def mean_std(values: Sequence[float], ddof: int = 0, scale: float = 1.0) -> str:
+    """``mean ± std`` of the values (times ``scale``); ``ddof=1`` for the sample standard deviation."""
+    values = [v * scale for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
         return "n/a"
-    return f"{np.mean(values):.4g} ± {np.std(values):.2g}" if len(values) > 1 else f"{values[0]:.4g}"
+    return f"{np.mean(values):.4g} ± {np.std(values, ddof=ddof):.2g}" if len(values) > 1 else f"{values[0]:.4g}"

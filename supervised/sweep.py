@@ -4,10 +4,19 @@
         --steps 2000 --hidden-size 128
 
 Every option after the sweep's own (``--cells``, ``--seeds``, ``--out``, ``--num-cpus``,
-``--address``, ``--max-concurrent``) is a ``python -m supervised`` option (``--config`` too) and
-fixes the base run (see ``python -m supervised --help``). Each trial is one ``supervised.train.train`` call, reporting its history rows
-to Tune; the results are read back from Tune's ResultGrid, so the same command spreads over a Ray
-cluster (``--address auto``) unchanged. Writes to ``--out``:
+``--address``, ``--max-concurrent``, ``--resume``) is a ``python -m supervised`` option (``--config``
+too) and fixes the base run (see ``python -m supervised --help``). Each trial is one
+``supervised.train.train`` call in ``--out/trials/<cell>-s<seed>``, reporting its history rows to
+Tune; the results are read back from Tune's ResultGrid, so the same command spreads over a Ray
+cluster (``--address auto``) unchanged. Trials start seed by seed (seed 0 of every cell, then seed
+1, ...), so a partial sweep is balanced across cells.
+
+Resume: the trial directories are the sweep's only state. Re-running the same command with
+``--resume`` after any interruption (Ctrl-C, ``kill -9`` of the whole process group, a reboot)
+reads the finished trials back from their ``metrics.json`` without running them, continues the
+unfinished ones from their own ``checkpoint.pt`` (bit-identical to an uninterrupted trial) and
+starts the rest; a changed run setting is refused. Without ``--resume`` a sweep refuses an
+``--out`` that already holds trials. Writes to ``--out``:
 
 * ``results.csv``: one row per trial (cell, seed, final val/test metrics)
 * ``results.md``: mean ± std over seeds per cell
@@ -19,18 +28,23 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import math
+import fcntl
+import json
+import os
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from supervised.cli import config_from_args
-from supervised.config import ConfigError, TrainConfig, resolve
+from supervised.config import ConfigError, TrainConfig, resolve, resume_mismatches
 from supervised.plots import mean_std, plot_learning_curves
 from supervised.readers import DataError
 
-FINAL_PREFIX = "final_"  # Tune keys of the last report: final_val_loss, final_test_accuracy, ...
+RECORD_KEY = "trial_record"  # Tune key of a trial's last report: its record (see trial_record) as JSON
+LOCK = ".lock"  # flock'ed while a sweep (in --out) or a trial (in its directory) runs
 
 
 def _arg(default: Any, help: str) -> Any:
@@ -46,6 +60,7 @@ class SweepArgs:
     num_cpus: int = _arg(2, "CPUs of the local Ray instance (ignored with --address)")
     address: str | None = _arg(None, "address of a running Ray cluster ('auto' finds one); default: start a local one")
     max_concurrent: int = _arg(2, "trials at once (each uses --threads torch threads, 1 by default)")
+    resume: bool = _arg(False, "continue the sweep in --out: keep finished trials, resume unfinished ones from their checkpoints")
 
 
 def parse_args(argv: list[str]) -> tuple[SweepArgs, TrainConfig]:
@@ -55,69 +70,184 @@ def parse_args(argv: list[str]) -> tuple[SweepArgs, TrainConfig]:
     kinds = {"cells": (str, "+", "NAME"), "seeds": (int, "+", "N"), "out": (str, None, "DIR"),
              "num_cpus": (int, None, "N"), "address": (str, None, "ADDR"), "max_concurrent": (int, None, "N")}
     for f in dataclasses.fields(SweepArgs):
+        flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if f.type == "bool":
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
         kind, nargs, metavar = kinds[f.name]
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, nargs=nargs, metavar=metavar,
-                            default=getattr(defaults, f.name), help=f"{f.metadata['help']} (default: %(default)s)")
+        parser.add_argument(flag, type=kind, nargs=nargs, metavar=metavar,
+                            default=getattr(defaults, f.name), help=f"{help_text} (default: %(default)s)")
     known, rest = parser.parse_known_args(argv)
     args = SweepArgs(**vars(known))
-    base = config_from_args(rest + ["--out", str(Path(args.out) / "trials" / "base")])
-    base = dataclasses.replace(base, progress=False)
-    if base.data_dir:  # trials run in their own working directories
-        base.data_dir = str(Path(base.data_dir).resolve())
+    check_sweep(args)
+    return args, sweep_base(config_from_args(rest), args.out)
+
+
+def check_sweep(args: SweepArgs) -> None:
     from supervised.model import available_cells
 
     unknown = [c for c in args.cells if c not in available_cells()]
     if unknown:
         raise ConfigError(f"unknown cell(s) {', '.join(unknown)}; choose from: {', '.join(available_cells())}")
+    if len(set(args.cells)) < len(args.cells) or len(set(args.seeds)) < len(args.seeds):
+        raise ConfigError("--cells and --seeds must not repeat a value")
     if args.num_cpus < 1 or args.max_concurrent < 1:
         raise ConfigError("--num-cpus and --max-concurrent must be at least 1")
-    resolve(base)  # fail on bad options here, not in every trial
-    return args, base
+
+
+def sweep_base(cfg: TrainConfig, out: str | Path) -> TrainConfig:
+    """The run every trial starts from (cell, seed and run directory are the trial's); checked here,
+    so that a bad option fails before Ray starts rather than in every trial."""
+    base = dataclasses.replace(cfg, out=str(Path(out) / "trials" / "base"), progress=False)
+    if base.data_dir:  # trials run in their own working directories
+        base.data_dir = str(Path(base.data_dir).resolve())
+    resolve(base)
+    return base
+
+
+def trial_name(cell: str, seed: int) -> str:
+    return f"{cell}-s{seed}"
 
 
 def trial_config(base: TrainConfig, out: Path, cell: str, seed: int) -> TrainConfig:
-    return dataclasses.replace(base, cell=cell, seed=seed, out=str(out / "trials" / f"{cell}-s{seed}"))
+    return dataclasses.replace(base, cell=cell, seed=seed, out=str(Path(out) / "trials" / trial_name(cell, seed)))
 
 
-def run_sweep(args: SweepArgs, base: TrainConfig) -> list[dict[str, Any]]:
+def trial_order(cells: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+    """Seed-major: every cell's seed 0, then every cell's seed 1, ... (a partial sweep stays balanced)."""
+    return [(cell, seed) for seed in seeds for cell in cells]
+
+
+def trial_record(results: dict[str, Any]) -> dict[str, Any]:
+    """What the sweep keeps of a finished trial, from ``train``'s results (or its ``metrics.json``)."""
+    return {"cell": results["cell"], "seed": results["seed"], "steps": results["steps"],
+            "primary_metric": results["primary_metric"],
+            "final": {f"{split}_{k}": v for split in ("val", "test") for k, v in results[split].items()},
+            "history": results["history"], "wall_time_s": results["wall_time_s_this_process"],
+            "config": results["config"]}
+
+
+def finished_record(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The record of a trial whose ``metrics.json`` is complete; None if it has not finished.
+
+    ``metrics.json`` is written (atomically) only after the final evaluation, so it marks a finished
+    trial; one made with other run settings is refused rather than silently mixed in.
+    """
+    from supervised.train import METRICS
+
+    path = Path(cfg.out) / METRICS
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:  # cut short by a kill (written before writes were atomic): run its end again
+        return None
+    mismatches = resume_mismatches(results["config"], resolve(cfg))
+    if mismatches:
+        raise ConfigError(f"--resume: finished trial {path.parent} has other settings: " + "; ".join(mismatches))
+    return trial_record(results)
+
+
+def plan_trials(args: SweepArgs, base: TrainConfig) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
+    """(records of finished trials, (cell, seed) of those still to run), in trial order."""
+    out = Path(args.out).resolve()
+    done, todo = [], []
+    for cell, seed in trial_order(args.cells, args.seeds):
+        cfg = trial_config(base, out, cell, seed)
+        if not args.resume:
+            if Path(cfg.out).exists() and any(Path(cfg.out).iterdir()):
+                raise ConfigError(f"{out} already holds trials ({cfg.out}): pass --resume to continue that sweep "
+                                  "or choose another --out")
+            todo.append((cell, seed))
+        elif (record := finished_record(cfg)) is not None:
+            done.append(record)
+        else:
+            todo.append((cell, seed))
+    return done, todo
+
+
+@contextmanager
+def hold_lock(directory: str | Path, what: str) -> Iterator[None]:
+    """An exclusive flock on ``directory/.lock``: the kernel drops it when its process dies, even by kill -9."""
+    path = Path(directory) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ConfigError(f"{what} {directory} is in use by another process (pid {f.read().strip() or '?'})") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
+def init_local_ray(args: SweepArgs) -> None:
     import ray
+
+    if ray.is_initialized():
+        return
+    if args.address:
+        ray.init(address=args.address)
+    else:  # "local": a fresh instance of our own, never one that another user's `ray start` left running
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def run_sweep(args: SweepArgs, base: TrainConfig,
+              on_trial_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run (or, with ``args.resume``, continue) the sweep; returns one record per trial, in trial order.
+
+    ``on_trial_done`` receives each trial's record as it finishes (the replication grid rewrites
+    its results on it).
+    """
+    out = Path(args.out).resolve()
+    with hold_lock(out, "sweep directory"):
+        done, todo = plan_trials(args, base)
+        if done:
+            print(f"resume: {len(done)} finished trial(s) kept, {len(todo)} to run", file=sys.stderr)
+        records = {trial_name(r["cell"], r["seed"]): r for r in done}
+        if todo:
+            records.update(_run_trials(args, base, out, todo, on_trial_done))
+    return [records[trial_name(cell, seed)] for cell, seed in trial_order(args.cells, args.seeds)]
+
+
+def _run_trials(args: SweepArgs, base: TrainConfig, out: Path, todo: list[tuple[str, int]],
+                on_trial_done: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
     from ray import tune
 
-    from supervised.train import train
+    from supervised.train import CHECKPOINT, train
 
-    out = Path(args.out).resolve()
+    trials = {trial_name(cell, seed): (cell, seed) for cell, seed in todo}
 
     def trainable(params: dict[str, Any]) -> None:
-        cfg = trial_config(base, out, params["cell"], params["seed"])
-        results = train(dataclasses.replace(cfg, resume=(Path(cfg.out) / "checkpoint.pt").exists()), report=tune.report)
-        final = {f"{FINAL_PREFIX}{split}_{k}": v for split in ("val", "test") for k, v in results[split].items()}
-        tune.report({**final, "step": results["steps"], "wall_time_s": results["wall_time_s_this_process"]})
+        cfg = trial_config(base, out, *trials[params["trial"]])
+        with hold_lock(cfg.out, "trial directory"):
+            resume = (Path(cfg.out) / CHECKPOINT).exists()
+            results = train(dataclasses.replace(cfg, resume=resume), report=tune.report)
+        tune.report({RECORD_KEY: json.dumps(trial_record(results)), "step": results["steps"]})
 
-    if not ray.is_initialized():
-        if args.address:
-            ray.init(address=args.address)
-        else:
-            ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    class TrialDone(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if on_trial_done is not None and RECORD_KEY in (trial.last_result or {}):
+                on_trial_done(json.loads(trial.last_result[RECORD_KEY]))
+
+    init_local_ray(args)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": base.threads}),
-        param_space={"cell": tune.grid_search(args.cells), "seed": tune.grid_search(args.seeds)},
+        # One grid axis over the trial names keeps their (seed-major) order: Tune starts them in it.
+        param_space={"trial": tune.grid_search(list(trials))},
         tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent),
-        run_config=tune.RunConfig(storage_path=str(out / "ray"), name="tune", verbose=1),
+        # A new Tune experiment per invocation: the trial directories, not Tune's state, are what resume reads.
+        run_config=tune.RunConfig(storage_path=str(out / "ray"), name=time.strftime("tune-%Y%m%d-%H%M%S"),
+                                  verbose=1, callbacks=[TrialDone()]),
     )
-    grid = tuner.fit()
-    trials = []
-    for result in grid:
+    records = {}
+    for result in tuner.fit():
         if result.error is not None:
-            raise RuntimeError(f"trial {result.config} failed: {result.error}")
-        frame = result.metrics_dataframe
-        history = [{k: v for k, v in row.items() if isinstance(v, (int, float)) and not math.isnan(v)}
-                   for row in frame.to_dict("records") if not any(str(k).startswith(FINAL_PREFIX) and row[k] == row[k]
-                                                                   for k in row)]
-        trials.append({"cell": result.config["cell"], "seed": result.config["seed"],
-                       "final": {k[len(FINAL_PREFIX):]: v for k, v in result.metrics.items() if k.startswith(FINAL_PREFIX)},
-                       "steps": result.metrics["step"], "history": history})
-    trials.sort(key=lambda t: (args.cells.index(t["cell"]), t["seed"]))
-    return trials
+            raise RuntimeError(f"trial {result.config['trial']} failed: {result.error}")
+        records[result.config["trial"]] = json.loads(result.metrics[RECORD_KEY])
+    return records
 
 
 def write_reports(trials: list[dict[str, Any]], out: str | Path, title: str) -> dict[str, Path]:

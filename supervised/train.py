@@ -231,6 +231,8 @@ def train(cfg: TrainConfig, *, report: Callable[[dict[str, Any]], None] | None =
         **task.info(), "wall_time_s_this_process": round(time.time() - started, 2),
         "config": cfg.to_dict(), "history": history,
     }
-    with open(out / METRICS, "w") as f:
-        json.dump(results, f, indent=2)
+    # Atomic too: a complete metrics.json is what marks a finished trial to a resumed sweep.
+    tmp = out / (METRICS + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, out / METRICS)
     return results

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from supervised.config import ConfigError
-from supervised.sweep import main, parse_args, write_reports
+from supervised.config import ConfigError, TrainConfig
+from supervised.sweep import main, parse_args, plan_trials, trial_order, write_reports
+from supervised.train import CHECKPOINT, METRICS, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_trial(cell: str, seed: int, loss: float) -> dict:
@@ -49,6 +59,82 @@ def test_sweep_user_errors(tmp_path, argv, words, capsys):
     assert e.value.code == 2 and "Traceback" not in capsys.readouterr().err
 
 
+def test_trials_run_seed_by_seed():
+    assert trial_order(["a", "b", "c"], [0, 1]) == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("b", 1), ("c", 1)]
+
+
+TINY_RUN = ["--hidden-size", "8", "--seq-len", "10", "--eval-seq-len", "20", "--eval-size", "16", "--log-every", "50",
+            "--eval-every", "500", "--gate-histograms-every", "0"]
+
+
+def test_resume_refuses_other_settings_and_fresh_sweep_refuses_used_directory(tmp_path):
+    argv = ["adding", "--cells", "lstm", "--seeds", "0", "--out", str(tmp_path), "--steps", "4", *TINY_RUN]
+    args, base = parse_args(argv)
+    train(TrainConfig(**{**base.__dict__, "cell": "lstm", "seed": 0, "out": str(tmp_path / "trials" / "lstm-s0")}))
+    with pytest.raises(ConfigError, match="already holds trials"):
+        plan_trials(args, base)
+    done, todo = plan_trials(*parse_args(argv + ["--resume"]))
+    assert [(r["cell"], r["seed"], r["steps"]) for r in done] == [("lstm", 0, 4)] and todo == []
+    with pytest.raises(ConfigError, match="other settings: steps: checkpoint has 4, now 5"):
+        plan_trials(*parse_args(argv[:-len(TINY_RUN) - 1] + ["5", *TINY_RUN, "--resume"]))
+
+
+def _session_processes(sid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # the session id, after state, ppid, pgrp
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_sigkill_of_the_whole_sweep_then_resume(tmp_path):
+    # A real sweep (local Ray, one trial at a time) killed with SIGKILL, process group and all, while its
+    # second trial is midway; --resume must keep the first trial as it was and continue the second from
+    # its checkpoint to the bit-identical end. About 30 s, most of it Ray starting twice.
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "supervised.sweep", "adding", "--cells", "ur-lstm", "lstm", "--seeds", "0",
+            "--out", str(out), "--num-cpus", "1", "--max-concurrent", "1", "--steps", "500",
+            "--checkpoint-every", "10", *TINY_RUN]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
+    first, second = out / "trials" / "ur-lstm-s0", out / "trials" / "lstm-s0"
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (second / CHECKPOINT).exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL, "the sweep ended before it could be killed: raise --steps"
+    finally:
+        deadline = time.time() + 30  # Ray's daemons and workers die with the sweep (fate sharing)
+        while (left := _session_processes(process.pid)) and time.time() < deadline:
+            time.sleep(0.2)
+        for pid in left:  # should there be any: ours, by pid
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes of the killed sweep outlived it: {left}"
+    killed_at = torch.load(second / CHECKPOINT, weights_only=False)["step"]
+    assert 10 <= killed_at < 500 and not (second / METRICS).exists()
+    kept = (first / METRICS).read_bytes(), (first / METRICS).stat().st_mtime_ns
+
+    resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resume: 1 finished trial(s) kept, 1 to run" in resumed.stderr
+    assert ((first / METRICS).read_bytes(), (first / METRICS).stat().st_mtime_ns) == kept  # not rerun
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["cell"], r["seed"], r["steps"]) for r in rows] == [("ur-lstm", "0", "500"), ("lstm", "0", "500")]
+    # The interrupted trial went on from its checkpoint: same parameters as a run never interrupted.
+    config = json.loads((second / METRICS).read_text())["config"]
+    straight = train(TrainConfig(**{**config, "resume": False, "out": str(tmp_path / "straight")}))
+    saved = torch.load(second / CHECKPOINT, weights_only=False)["model"]
+    reference = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=False)["model"]
+    assert all(torch.equal(saved[k], reference[k]) for k in reference)
+    assert float(rows[1]["test_loss"]) == straight["test"]["loss"]
+
+
 @pytest.mark.slow
 def test_ray_tune_sweep_end_to_end(tmp_path):
     # Starts a local Ray instance: about a minute on an idle 2-core machine.
@@ -61,3 +147,14 @@ def test_ray_tune_sweep_end_to_end(tmp_path):
     assert "| ur-lstm | 2 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert all((Path(tmp_path) / "trials" / f"{c}-s{s}" / "metrics.json").is_file() for c in ("lstm", "ur-lstm") for s in (0, 1))
+
+
+def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
+    from supervised.sweep import hold_lock
+
+    with hold_lock(tmp_path, "sweep directory"):
+        with pytest.raises(ConfigError, match=f"sweep directory {tmp_path} is in use by another process \\(pid {os.getpid()}\\)"):
+            with hold_lock(tmp_path, "sweep directory"):
+                pass
+    with hold_lock(tmp_path, "sweep directory"):  # released on exit
+        pass
