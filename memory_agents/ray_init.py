@@ -21,6 +21,7 @@ def init_ray(
     num_cpus: Optional[int] = None,
     torch_threads: int = 1,
     quiet: bool = True,
+    log_to_driver: bool = True,
 ) -> None:
     """Connects to the cluster at `address`, or starts a local Ray sized to this machine.
 
@@ -28,7 +29,10 @@ def init_ray(
     small machine: with two threads on 2 cores a PPO iteration went from 0.6 s to 30 s,
     torch's threads fighting the env loop. `quiet` keeps Ray's own start-up and worker
     logging to warnings (the runs print their own progress); errors still show.
-    A Ray that is already initialised in this process is reused as it is.
+    `log_to_driver=False` keeps the workers' own prints out of this process's output. A
+    local start is always a fresh Ray instance of this process (``address="local"``), never a
+    cluster that someone's `ray start` left running. A Ray that is already initialised in this
+    process is reused as it is.
     """
     import ray
     import torch
@@ -45,13 +49,15 @@ def init_ray(
         runtime_env["worker_process_setup_hook"] = "memory_agents.ray_init.quiet_process"
     level = logging.ERROR if quiet else logging.INFO
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=level)
+        ray.init(address=address, runtime_env=runtime_env, logging_level=level, log_to_driver=log_to_driver)
         return
     ray.init(
+        address="local",
         num_cpus=num_cpus or os.cpu_count() or 2,
         include_dashboard=False,
         runtime_env=runtime_env,
         logging_level=level,
+        log_to_driver=log_to_driver,
     )
 
 

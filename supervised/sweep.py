@@ -84,11 +84,13 @@ def parse_args(argv: list[str]) -> tuple[SweepArgs, TrainConfig]:
 
 
 def check_sweep(args: SweepArgs) -> None:
-    from supervised.model import available_cells
+    from memory_agents.cells.config import check_cell_name
 
-    unknown = [c for c in args.cells if c not in available_cells()]
-    if unknown:
-        raise ConfigError(f"unknown cell(s) {', '.join(unknown)}; choose from: {', '.join(available_cells())}")
+    for cell in args.cells:
+        try:
+            check_cell_name(cell)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if len(set(args.cells)) < len(args.cells) or len(set(args.seeds)) < len(args.seeds):
         raise ConfigError("--cells and --seeds must not repeat a value")
     if args.num_cpus < 1 or args.max_concurrent < 1:
@@ -184,14 +186,11 @@ def hold_lock(directory: str | Path, what: str) -> Iterator[None]:
 
 
 def init_local_ray(args: SweepArgs) -> None:
-    import ray
+    from memory_agents.ray_init import init_ray
 
-    if ray.is_initialized():
-        return
-    if args.address:
-        ray.init(address=args.address)
-    else:  # "local": a fresh instance of our own, never one that another user's `ray start` left running
-        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    # The one Ray start-up of the package; trials print nothing the console needs (their
+    # results come back through Tune), so their output stays in Ray's log files.
+    init_ray(args.address, num_cpus=args.num_cpus, torch_threads=1, log_to_driver=False)
 
 
 def run_sweep(args: SweepArgs, base: TrainConfig,

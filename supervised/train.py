@@ -25,7 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from supervised.config import ConfigError, TrainConfig, resolve, resume_mismatches
-from supervised.model import SequenceModel, available_cells
+from supervised.model import SequenceModel
 from supervised.tasks import build_task
 
 CHECKPOINT = "checkpoint.pt"
@@ -114,8 +114,12 @@ def train(cfg: TrainConfig, *, report: Callable[[dict[str, Any]], None] | None =
     cfg = resolve(cfg)
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    if cfg.cell not in available_cells():  # before reading a large data set
-        raise ConfigError(f"unknown cell {cfg.cell!r}; choose one of: {', '.join(available_cells())}")
+    try:  # before reading a large data set
+        from memory_agents.cells.config import check_cell_name
+
+        check_cell_name(cfg.cell)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     task = build_task(cfg)
     steps = total_steps(cfg, task.steps_per_epoch)
     checkpoint_path = out / CHECKPOINT

@@ -61,7 +61,7 @@ def test_the_repository_grid_runs_the_issue_items_in_order():
 
 @pytest.mark.parametrize("change, words", [
     (("{setting: img, cells", "{setting: nope, cells"), "phase 2: unknown setting 'nope'"),
-    (("cells: [ur-lstm, lstm, ur-gru, gru]}\nsections", "cells: [ur-lstm, bogus]}\nsections"), "unknown cell(s) bogus"),
+    (("cells: [ur-lstm, lstm, ur-gru, gru]}\nsections", "cells: [ur-lstm, bogus]}\nsections"), "unknown cell 'bogus'"),
     (("hidden_size: 8, epochs: 2", "hidden_size: eight, epochs: 2"), "hidden_size must be int"),
     (("hidden_size: 8, epochs: 2", "hidden_size: 8, epochs: -2"), "--epochs must be positive"),
     (("metric: accuracy", "metric: speed"), "metric must be one of"),

@@ -47,7 +47,7 @@ def test_parse_args_splits_sweep_and_run_options(tmp_path):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["adding", "--cells", "ur-lstm", "bogus"], "unknown cell(s) bogus"),
+    (["adding", "--cells", "ur-lstm", "bogus"], "unknown cell 'bogus'"),
     (["adding", "--hidden-size", "0"], "--hidden-size must be at least 1"),
     (["smnist"], "pass --data-dir"),
 ])
