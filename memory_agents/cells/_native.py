@@ -66,6 +66,7 @@ _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast", 
           "-fassociative-math", "-freciprocal-math", *_isa_flags(), "-shared", "-fPIC", "-pthread"]
 _lock = threading.Lock()
 _state: dict = {"loaded": False, "lib": None, "reason": "not loaded yet"}
+DISABLED = "disabled by MEMORY_AGENTS_NATIVE=0"
 
 _AUX = {"none": 0, "refine": 1, "master": 2}
 
@@ -169,15 +170,20 @@ def _open(path: Path):
     return lib
 
 
+def _library_name(compiler_identity: str) -> str:
+    """The cached file's name: a digest of everything that changes the machine code (sources,
+    flags, OS, CPU architecture, compiler), so a shared home folder never loads a foreign build."""
+    code = b"".join(path.read_bytes() for path in _SOURCES)
+    key = [code, " ".join(_FLAGS), sys.platform, platform.machine(), compiler_identity]
+    digest = hashlib.sha256(b"\0".join(k if isinstance(k, bytes) else k.encode() for k in key)).hexdigest()[:16]
+    return f"cells-{digest}.so"
+
+
 def _build_and_open() -> tuple[object, str]:
     """(library, where it came from and how it was built)."""
     compiler, identity = _compiler()
-    code = b"".join(path.read_bytes() for path in _SOURCES)
-    # Everything that changes the machine code: sources, flags, OS, CPU architecture, compiler.
-    key = [code, " ".join(_FLAGS).encode(), sys.platform.encode(), platform.machine().encode(), identity.encode()]
-    digest = hashlib.sha256(b"\0".join(key)).hexdigest()[:16]
     folder, note = _build_dir()
-    target = folder / f"cells-{digest}.so"
+    target = folder / _library_name(identity)
     origin = f"{target}, built by {identity}{note}"
     if not target.exists():
         _compile(compiler, identity, _SOURCE, target)
@@ -207,9 +213,6 @@ def _load():
                 _state["reason"] = f"native kernels unavailable ({error}); using PyTorch ops"
         _state["loaded"] = True
         return _state["lib"]
-
-
-DISABLED = "disabled by MEMORY_AGENTS_NATIVE=0"
 
 
 def _c(t: torch.Tensor) -> torch.Tensor:
@@ -244,8 +247,8 @@ def _ptr(t: torch.Tensor | None, rows: bool = False) -> int | None:
     never a read of the wrong bytes."""
     if t is None:
         return None
-    if (t.dtype != torch.float32 or t.device.type != "cpu" or t.numel() == 0
-            or not (t.stride(-1) == 1 if rows else t.is_contiguous())):
+    if not (t.is_cpu and t.dtype == torch.float32 and t.numel()
+            and (t.stride(-1) == 1 if rows else t.is_contiguous())):
         raise RuntimeError(f"internal error: a {t.dtype} tensor on {t.device} of shape {tuple(t.shape)} and "
                            f"strides {t.stride()} was about to be passed to the C kernels")
     return t.data_ptr()

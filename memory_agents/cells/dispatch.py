@@ -38,9 +38,9 @@ def native_refusal(*tensors: torch.Tensor | None) -> str | None:
     """Why the C kernels may not run on ``tensors`` (None entries are absent operands), or None
     when they may. The only gate to C: no other code decides it."""
     for t in tensors:
-        if t is None:
-            continue
-        if t.device.type != "cpu":
+        if t is None or (t.is_cpu and t.dtype == torch.float32 and t.numel()):
+            continue  # the common case first: this runs on every call, an env step included
+        if not t.is_cpu:
             return (f"tensors on {t.device.type}: the C kernels are CPU-only, so the cells run their "
                     "PyTorch-ops loop there (correct, not fast)")
         if t.dtype != torch.float32:

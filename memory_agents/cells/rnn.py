@@ -105,6 +105,11 @@ class GatedRNN(nn.Module):
         """2 for the LSTM family ``(h, c)``, 1 for the GRU family (``h``)."""
         return 2 if self.is_lstm else 1
 
+    def _operands(self) -> list[torch.Tensor]:
+        """Every parameter, as ``parameters()`` but without its generator machinery: this runs on
+        every call (an env runner's step is ~60 us)."""
+        return [p for cell in self.cells for p in cell._parameters.values() if p is not None]
+
     def backend(self) -> str:
         """What this module runs on its current device and dtype: ``"native"`` (the C kernels) or
         ``"torch"`` (the PyTorch-ops loops); :meth:`backend_reason` says why."""
@@ -136,7 +141,7 @@ class GatedRNN(nn.Module):
 
     def _check_operands(self, input, state) -> None:
         """``torch.nn.LSTM``'s errors for an input, weights or state in different dtypes or devices."""
-        for p in self.parameters():
+        for p in self._operands():
             if input.dtype != p.dtype:
                 raise ValueError(f"RNN input dtype ({input.dtype}) does not match weight dtype ({p.dtype}). "
                                  f"Convert input: input.to({p.dtype}), or convert model: model.to({input.dtype})")
@@ -263,7 +268,7 @@ class GatedRNN(nn.Module):
                 return None
             if any(s.shape != (L, B, H) for s in state):
                 return None
-        if dispatch.native_refusal(input, *state, *self.parameters()) is not None:
+        if dispatch.native_refusal(input, *state, *self._operands()) is not None:
             return None  # the general path checks the operands, warns if it must, and runs them
         state = tuple(s.contiguous() for s in state)
         x = input[:, 0] if self.batch_first else input[0]
