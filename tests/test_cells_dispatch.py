@@ -291,3 +291,29 @@ def test_gru_returns_h_n_like_torch_and_takes_it_back():
         assert isinstance(h2, torch.Tensor)
     assert isinstance(rnn.initial_state(2), torch.Tensor)
     assert isinstance(build_rnn("ur-lstm", 3, 8).initial_state(2), tuple)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("name", PRESETS)
+def test_cuda_runs_the_pytorch_loop_and_matches_the_reference(name):
+    """On a GPU the cells run their PyTorch-ops loop (correct, not fast): held to the reference."""
+    torch.manual_seed(4)
+    T, B, I, H = 7, 3, 4, 8
+    rnn = build_rnn(name, I, H, num_layers=2)
+    x = torch.randn(T, B, I)
+    resets = torch.rand(T, B) < 0.25
+
+    def run(model, fn, device):
+        xx = x.to(device).requires_grad_()
+        y, final = fn(model, xx)
+        loss = y.square().sum() + sum(f.square().sum() for f in final)
+        return [t.cpu() for t in (y, *final, *torch.autograd.grad(loss, [xx, *model.parameters()]))]
+
+    ref = run(rnn, lambda m, xx: reference_rnn(m, xx, None, resets), "cpu")
+    gpu = rnn.cuda()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dispatch.NativeFallbackWarning)
+        out = run(gpu, lambda m, xx: (lambda y, s: (y, as_tuple(s)))(*m(xx, resets=resets.cuda())), "cuda")
+    assert gpu.backend() == "torch"
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
