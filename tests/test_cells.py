@@ -517,5 +517,5 @@ def test_cell_classes_are_single_steps():
     cell = GatedLSTMCell(3, 5, PRESETS["ur-lstm"])
     h, c = cell(torch.randn(2, 3), (torch.zeros(2, 5), torch.zeros(2, 5)))
     assert h.shape == c.shape == (2, 5)
-    (h,) = GatedGRUCell(3, 5, PRESETS["ur-gru"])(torch.randn(2, 3), (torch.zeros(2, 5),))
+    h = GatedGRUCell(3, 5, PRESETS["ur-gru"])(torch.randn(2, 3), torch.zeros(2, 5))
     assert h.shape == (2, 5)

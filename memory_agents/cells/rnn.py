@@ -113,10 +113,11 @@ class GatedRNN(nn.Module):
     def backend(self) -> str:
         """What this module runs on its current device and dtype: ``"native"`` (the C kernels) or
         ``"torch"`` (the PyTorch-ops loops); :meth:`backend_reason` says why."""
-        return "native" if dispatch.native_refusal(*self.parameters()) is None else "torch"
+        return "native" if dispatch.native_refusal(*self._operands()) is None else "torch"
 
     def backend_reason(self) -> str:
-        return dispatch.native_refusal(*self.parameters()) or _native.backend_reason()
+        """Why this module runs PyTorch ops, or where its C kernels came from."""
+        return dispatch.native_refusal(*self._operands()) or _native.backend_reason()
 
     def initial_state(self, batch_size: int, device=None, dtype=None):
         """Zeros in the structure ``forward`` takes: ``(h, c)`` (LSTM family) or ``h`` (GRU family)."""

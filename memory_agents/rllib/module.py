@@ -181,7 +181,7 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
             num_layers=self.num_layers,
             batch_first=True,
         )
-        # (h,) for the GRU family, (h, c) for the LSTM family: the core knows which.
+        # Keys ("h",) for the GRU family, ("h", "c") for the LSTM family: the core knows which.
         self._state_keys = STATE_KEYS[: self._rnn.num_state_tensors]
 
         layers: List[nn.Module] = []
