@@ -52,7 +52,8 @@ def native_refusal(*tensors: torch.Tensor | None) -> str | None:
         if _native.backend_reason() == _native.DISABLED:
             return _native.DISABLED
         return (f"{_native.backend_reason()}. The cells run 2-5x slower. Fix: install a C compiler "
-                "(gcc or clang) or point CC at one; MEMORY_AGENTS_NATIVE=0 chooses PyTorch ops silently")
+                "(gcc or clang) or point CC at a working one; MEMORY_AGENTS_NATIVE=0 chooses PyTorch ops "
+                "silently")
     return None
 
 
