@@ -29,7 +29,7 @@ def _child(code: str, **env) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- dtypes the PyTorch path runs
 # Tolerances relative to the float64 reference: 1e-5 where the dtype allows it, else a few ulps of
 # the dtype accumulated over the sequence.
-TOLERANCE = {torch.float64: 1e-5, torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 1e-1}
+TOLERANCE = {torch.float64: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}  # measured: 7e-16, 1.5e-3, 1.2e-2
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
