@@ -29,8 +29,8 @@ Any RLlib setting can also be overridden with ``--config '{"lr": 1e-4}'``.
 
 On a cluster: set MEMORY_AGENTS_NUM_ENV_RUNNERS to the CPUs you can spare (one per
 runner) and pass ``--ray-address auto``; the batch grows with the runners (4 episodes per
-env per iteration), the learner stays one process (`.learners(num_learners=..,
-num_gpus_per_learner=1)` to add GPUs).
+env per iteration), the learner stays one process. (`.learners(num_gpus_per_learner=1)` puts it
+on a GPU, where the cells run their per-step PyTorch-ops loop: correct, not yet fast.)
 """
 
 from __future__ import annotations

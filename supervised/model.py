@@ -35,7 +35,7 @@ class SequenceModel(nn.Module):
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(x) if self.embedding is not None else x
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None, last_only: bool = False):
+    def forward(self, x: torch.Tensor, state=None, last_only: bool = False):  # state: h or (h, c), as torch RNNs
         hidden, state = self.rnn(self._inputs(x), state) if state is not None else self.rnn(self._inputs(x))
         if last_only:
             hidden = hidden[:, -1]

@@ -230,7 +230,8 @@ def batchify(ids: np.ndarray, rows: int) -> torch.Tensor:
 
 
 def detach_state(state):
-    return tuple(s.detach() for s in state)
+    """The carried state without its gradient path: ``h`` (GRU family) or ``(h, c)`` (LSTM family)."""
+    return state.detach() if isinstance(state, torch.Tensor) else tuple(s.detach() for s in state)
 
 
 class LanguageModelTask(Task):

@@ -19,7 +19,7 @@ from memory_agents.cells import (
     build_rnn,
     from_torch,
 )
-from memory_agents.cells import _native
+from memory_agents.cells import _native, dispatch
 from memory_agents.cells.kernels import TorchPointwise
 
 torch.set_num_threads(1)
@@ -71,11 +71,21 @@ def reference_step(cell, x, state):
     return (g * h + (1 - g) * n,)
 
 
+def as_tuple(state):
+    """A module's state, (h, c) or h, as a tuple of tensors."""
+    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
+
+
+def public(rnn, states):
+    """A tuple of state tensors in the structure the module takes: (h, c) or h."""
+    return tuple(states) if rnn.is_lstm else states[0]
+
+
 def reference_rnn(rnn, x, state=None, resets=None):
-    """Time-major step loop over the layers, autograd through everything."""
+    """Time-major step loop over the layers, autograd through everything. Returns (y, states), the
+    states as a tuple ((h,) for the GRU family)."""
     T, B = x.shape[0], x.shape[1]
-    if state is None:
-        state = rnn.initial_state(B, dtype=x.dtype)
+    state = as_tuple(rnn.initial_state(B, dtype=x.dtype) if state is None else state)
     finals = []
     for layer, cell in enumerate(rnn.cells):
         s = tuple(t[layer] for t in state)
@@ -93,18 +103,20 @@ def reference_rnn(rnn, x, state=None, resets=None):
 
 def _backends():
     yield "torch", TorchPointwise
-    native = _native.pointwise_for(torch.zeros(1))
-    if native is not None:
-        yield "native", native
+    if _native.available():
+        yield "native", _native.NativeKernels
 
 
-def _run_fast(rnn, x, state, resets, pointwise):
-    old = _native.pointwise_for
-    _native.pointwise_for = lambda t: pointwise if pointwise is not TorchPointwise else None
+def _run_fast(rnn, x, state, resets, kernels):
+    """rnn(x, state) with ``kernels`` chosen for every float32 CPU call (as the dispatch would);
+    state a tuple, returned as a tuple."""
+    old = dispatch.select_kernels
+    dispatch.select_kernels = lambda *tensors: kernels
     try:
-        return rnn(x, state, resets=resets)
+        y, final = rnn(x, None if state is None else public(rnn, state), resets=resets)
+        return y, as_tuple(final)
     finally:
-        _native.pointwise_for = old
+        dispatch.select_kernels = old
 
 
 # ---------------------------------------------------------------- parity
@@ -174,10 +186,9 @@ def test_single_step_inference_matches_reference(name, backend):
 
 
 def _native_or_skip():
-    native = _native.pointwise_for(torch.zeros(1))
-    if native is None:
-        pytest.skip("native kernels unavailable here")
-    return native
+    if not _native.available():
+        pytest.skip(f"native kernels unavailable here: {_native.backend_reason()}")
+    return _native.NativeKernels
 
 
 # Sizes that leave partial register tiles and GEMM panels everywhere (H, I, B not multiples of
@@ -231,8 +242,10 @@ def test_native_threads_split_the_batch_without_changing_results(monkeypatch):
             assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("options", [{}, {"refine_bias": "independent"}, {"bias": False}])
-@pytest.mark.parametrize("name", ["ur-lstm", "om-lstm", "lstm", "ur-gru", "gru", "o-gru"])
+@pytest.mark.parametrize("name, options", [
+    (name, options) for name in ["ur-lstm", "om-lstm", "lstm", "ur-gru", "gru", "o-gru"]
+    for options in [{}, {"bias": False}] + ([{"refine_bias": "independent"}] if name.startswith("ur") else [])
+])
 def test_one_step_kernel_matches_pytorch_ops_at_odd_sizes(name, options):
     """The no-grad T = 1 path (dot-product GEMM on unpacked weights) against PyTorch ops."""
     native = _native_or_skip()
@@ -261,9 +274,9 @@ def test_gradcheck_float64(name):
     resets = torch.tensor([[0, 0], [1, 0], [0, 0], [0, 1]], dtype=torch.bool)
 
     def fn(x, h0, *params):
-        state = (h0,) if rnn.num_state_tensors == 1 else (h0, h0 * 0.5)
+        state = h0 if rnn.num_state_tensors == 1 else (h0, h0 * 0.5)
         y, s = rnn(x, state, resets=resets)
-        return y, s[0]
+        return y, as_tuple(s)[0]
 
     assert torch.autograd.gradcheck(fn, (x, h0, *rnn.parameters()), eps=1e-6, atol=1e-5)
 
@@ -275,14 +288,14 @@ def test_from_torch_matches_torch(module_class, batch_first):
     module = module_class(5, 12, num_layers=2, batch_first=batch_first)
     rnn = from_torch(module)
     x = torch.randn(4, 7, 5)
-    state = (torch.randn(2, 4 if batch_first else 7, 12),)
-    if module_class is torch.nn.LSTM:
-        state = (state[0], torch.randn_like(state[0]))
-    y_t, s_t = module(x, state if len(state) == 2 else state[0])
+    h0 = torch.randn(2, 4 if batch_first else 7, 12)
+    state = (h0, torch.randn_like(h0)) if module_class is torch.nn.LSTM else h0
+    y_t, s_t = module(x, state)
     y_o, s_o = rnn(x, state)
     torch.testing.assert_close(y_o, y_t, atol=1e-5, rtol=1e-5)
-    s_t = s_t if isinstance(s_t, tuple) else (s_t,)
-    for a, b in zip(s_o, s_t):
+    # the same structure: (h_n, c_n) for the LSTM, the tensor h_n for the GRU
+    assert type(s_o) is type(s_t) and len(as_tuple(s_o)) == len(as_tuple(s_t))
+    for a, b in zip(as_tuple(s_o), as_tuple(s_t)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     # and the gradients of the inputs agree
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -344,10 +357,10 @@ def test_refine_gate_algebra():
     torch.testing.assert_close(g, 2 * r * f + (1 - 2 * r) * f**2)
     assert torch.all(g >= f**2 - 1e-6) and torch.all(g <= 1 - (1 - f) ** 2 + 1e-6)
     half = torch.full_like(f, 0.5)
-    from memory_agents.cells.gates import refine
+    from memory_agents.cells.gates import effective_gate
 
-    torch.testing.assert_close(refine(f, half), f)
-    assert refine(torch.tensor(0.9), torch.tensor(1.0)) == pytest.approx(0.99)
+    torch.testing.assert_close(effective_gate(f, half, "refine"), f)
+    assert effective_gate(torch.tensor(0.9), torch.tensor(1.0), "refine") == pytest.approx(0.99)
 
 
 @pytest.mark.parametrize("name", ["ur-lstm", "r-lstm", "ur-gru", "r-gru"])
@@ -410,6 +423,8 @@ def test_errors_name_the_problem():
         rnn(torch.zeros(5, 3))[0] if False else rnn(torch.zeros(1, 2, 5, 3))
     with pytest.raises(ValueError, match=r"state must be a tuple \(h, c\)"):
         rnn(torch.zeros(2, 5, 3), (torch.zeros(1, 2, 8),))
+    with pytest.raises(ValueError, match="state must be a tensor h for the GRU family"):
+        build_rnn("gru", 3, 8)(torch.zeros(5, 2, 3), (torch.zeros(1, 2, 8),))
     with pytest.raises(ValueError, match="num_layers, B, H"):
         rnn(torch.zeros(2, 5, 3), (torch.zeros(1, 3, 8), torch.zeros(1, 3, 8)))
     with pytest.raises(ValueError, match=r"resets must have shape \(B, T\)"):
@@ -441,7 +456,7 @@ def test_state_carry_equals_whole_sequence():
 
 def test_unbatched_input():
     rnn = build_rnn("gru", 2, 4)
-    y, (h,) = rnn(torch.randn(6, 2))
+    y, h = rnn(torch.randn(6, 2))
     assert y.shape == (6, 4) and h.shape == (1, 4)
 
 
@@ -502,66 +517,5 @@ def test_cell_classes_are_single_steps():
     cell = GatedLSTMCell(3, 5, PRESETS["ur-lstm"])
     h, c = cell(torch.randn(2, 3), (torch.zeros(2, 5), torch.zeros(2, 5)))
     assert h.shape == c.shape == (2, 5)
-    (h,) = GatedGRUCell(3, 5, PRESETS["ur-gru"])(torch.randn(2, 3), (torch.zeros(2, 5),))
+    h = GatedGRUCell(3, 5, PRESETS["ur-gru"])(torch.randn(2, 3), torch.zeros(2, 5))
     assert h.shape == (2, 5)
-
-
-# ---------------------------------------------------------------- native kernels: build, fallback
-def _fresh_process(code: str, **env):
-    import os
-    import subprocess
-    import sys
-
-    full_env = {**os.environ, **env}
-    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
-PROBE = (
-    "import time, torch; t = time.time();"
-    "from memory_agents.cells import build_rnn; from memory_agents.cells import _native;"
-    "rnn = build_rnn('ur-lstm', 2, 8); y, _ = rnn(torch.randn(3, 2, 2)); y.sum().backward();"
-    "print(_native.backend_name(), round(time.time() - t, 1), '|', _native.backend_reason())"
-)
-
-
-def test_native_kernels_build_in_a_fresh_cache_in_seconds(tmp_path):
-    import shutil
-
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler on this machine")
-    out = _fresh_process(PROBE, MEMORY_AGENTS_CACHE=str(tmp_path))
-    backend, seconds = out.split()[:2]
-    assert backend == "native", out
-    assert float(seconds) < 30, out  # compiling must not add minutes to a first call
-    assert list(tmp_path.glob("cells-*.so"))
-
-
-def test_pthreads_when_the_compiler_has_no_openmp(tmp_path):
-    """A compiler without OpenMP still gives the C kernels, threaded by pthreads, same results."""
-    import shutil
-
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler on this machine")
-    wrapper = tmp_path / "cc-without-openmp"
-    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec {compiler} "$@"\n')
-    wrapper.chmod(0o755)
-    probe = (
-        "import torch; from memory_agents.cells import build_rnn, _native;"
-        "torch.manual_seed(0); rnn = build_rnn('ur-gru', 3, 24); x = torch.randn(5, 32, 3);"
-        "torch.set_num_threads(1); y1, _ = rnn(x); g1 = torch.autograd.grad(y1.sum(), rnn.cells[0].weight_hh);"
-        "torch.set_num_threads(2); y2, _ = rnn(x); g2 = torch.autograd.grad(y2.sum(), rnn.cells[0].weight_hh);"
-        "print(_native.backend_reason(), torch.equal(y1, y2) and torch.equal(g1[0], g2[0]))"
-    )
-    out = _fresh_process(probe, MEMORY_AGENTS_CACHE=str(tmp_path / "cache"), CC=str(wrapper))
-    assert "threads by pthreads" in out and out.endswith("True"), out
-
-
-def test_fallback_to_pytorch_when_no_compiler(tmp_path):
-    out = _fresh_process(PROBE, MEMORY_AGENTS_CACHE=str(tmp_path), CC="/nonexistent/cc")
-    assert out.startswith("torch"), out
-    assert "native kernels unavailable" in out and "using PyTorch ops" in out
-    out = _fresh_process(PROBE, MEMORY_AGENTS_NATIVE="0")
-    assert out.startswith("torch") and "MEMORY_AGENTS_NATIVE=0" in out

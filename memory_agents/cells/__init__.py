@@ -10,9 +10,10 @@ Layer: pure PyTorch, no RLlib. Public API::
 
 from .cells import GatedGRUCell, GatedLSTMCell
 from .config import PRESETS, CellConfig, available_cells, resolve_config
+from .dispatch import NativeFallbackWarning
 from .rnn import GatedRNN, build_rnn, from_torch
 
 __all__ = [
     "build_rnn", "available_cells", "from_torch", "GatedRNN", "GatedLSTMCell", "GatedGRUCell",
-    "CellConfig", "PRESETS", "resolve_config",
+    "CellConfig", "PRESETS", "resolve_config", "NativeFallbackWarning",
 ]

@@ -168,7 +168,7 @@ class GatedGRUCell(_GatedCellBase):
     With no auxiliary gate this is ``torch.nn.GRU``'s cell (its ``r, z, n`` are our ``s, f, n``).
     The UR-GRU applies UGI to f's bias and adds the refine gate with the tied bias (paper §4).
 
-    Inputs: ``x`` (B, input_size); ``state = (h,)`` with h (B, H). Outputs: ``(h_t,)``.
+    Inputs: ``x`` (B, input_size); ``h`` (B, H), as ``torch.nn.GRUCell``. Outputs: ``h_t`` (B, H).
 
     Attributes:
         weight_ih, weight_hh, bias: as in :class:`GatedLSTMCell`.
@@ -190,8 +190,7 @@ class GatedGRUCell(_GatedCellBase):
             return None
         return nn.functional.pad(self.bias_hn, ((self.config.num_gates - 1) * self.hidden_size, 0))
 
-    def gates(self, x: torch.Tensor, state: tuple[torch.Tensor]) -> dict[str, torch.Tensor]:
-        (h,) = state
+    def gates(self, x: torch.Tensor, h: torch.Tensor) -> dict[str, torch.Tensor]:
         H = self.hidden_size
         zx = nn.functional.linear(x, self.weight_ih, self.effective_bias())
         zh = nn.functional.linear(h, self.weight_hh, self.hidden_bias())
@@ -208,5 +207,5 @@ class GatedGRUCell(_GatedCellBase):
         out["h"] = out["g"] * h + (1.0 - out["g"]) * out["n"]
         return out
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
-        return (self.gates(x, state)["h"],)
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.gates(x, h)["h"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -80,8 +81,13 @@ class CellConfig:
                 "the chrono and uniform initialisations set a sigmoid's bias; cumax gates use "
                 "main_gate_init='standard'."
             )
-        if self.chrono_tmax is not None and not self.chrono_tmax > 2:
-            raise ValueError(f"chrono_tmax={self.chrono_tmax!r} must be a number > 2 (or None)")
+        if self.chrono_tmax is not None:
+            tmax = self.chrono_tmax
+            if isinstance(tmax, bool) or not isinstance(tmax, numbers.Real) or not tmax > 2:
+                raise ValueError(f"chrono_tmax={tmax!r} must be a number > 2 (or None)")
+            if self.main_gate_init != "chrono":
+                raise ValueError(f"chrono_tmax={tmax!r} applies only to main_gate_init='chrono', "
+                                 f"not {self.main_gate_init!r}: drop it or choose a chrono preset (c-lstm, c-gru)")
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -103,11 +109,18 @@ class CellConfig:
         return len(self.gate_names)
 
     def replace(self, **changes) -> "CellConfig":
+        """A copy with ``changes``; an option that the result would ignore is an error naming it."""
         valid = [f.name for f in dataclasses.fields(self) if f.name != "family"]
         for key in changes:
             if key not in valid:
                 raise ValueError(f"unknown cell option {key!r}; valid options: {valid}")
-        return dataclasses.replace(self, **changes)
+        config = dataclasses.replace(self, **changes)
+        # refine_bias has a default on every preset, so only an explicit one can be checked here
+        # (chrono_tmax, default None, is checked in __post_init__).
+        if "refine_bias" in changes and config.auxiliary_gate != "refine":
+            raise ValueError(f"refine_bias={changes['refine_bias']!r} applies only to auxiliary_gate='refine', "
+                             f"not {config.auxiliary_gate!r}: drop it or choose a refine preset (r-/ur-)")
+        return config
 
 
 def _preset(family: Family, **options) -> CellConfig:

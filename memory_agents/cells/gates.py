@@ -11,31 +11,30 @@ import math
 import torch
 
 
-def cumax(z: torch.Tensor) -> torch.Tensor:
+def cumax(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Ordered-neurons activation ``cumsum(softmax(z))`` over the last (unit) dimension."""
-    return torch.cumsum(torch.softmax(z, dim=-1), dim=-1)
+    return torch.cumsum(torch.softmax(z, dim=-1), dim=-1, out=out)
 
 
 def main_gate(z: torch.Tensor, activation: str) -> torch.Tensor:
     return torch.sigmoid(z) if activation == "sigmoid" else cumax(z)
 
 
-def refine(f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Refine gate (paper eq. for g): ``g = r(1-(1-f)^2) + (1-r)f^2 = f + (2r-1) f (1-f)``."""
-    return f + (2.0 * r - 1.0) * f * (1.0 - f)
-
-
-def master(f: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Master gate (ON-LSTM's overlap rule with coupled master gates, our choice):
-    ``g = m f + (1-m) f^2 = f - (1-m) f (1-f)``; g lies in [f^2, f]."""
-    return f - (1.0 - m) * f * (1.0 - f)
-
-
 def effective_gate(f: torch.Tensor, aux: torch.Tensor | None, auxiliary_gate: str) -> torch.Tensor:
+    """The gate g that keeps the state, from the main gate f and the auxiliary gate, if any:
+
+    - ``"refine"`` (paper eq. for g): ``g = r(1-(1-f)^2) + (1-r)f^2 = f + (2r-1) f (1-f)``;
+    - ``"master"`` (ON-LSTM's overlap rule with coupled master gates, our choice):
+      ``g = m f + (1-m) f^2 = f - (1-m) f (1-f)``, so g lies in [f^2, f];
+    - ``"none"``: ``g = f``.
+
+    The one Python definition, used by the step-by-step cells, the PyTorch-ops kernels and the
+    gate traces (the C kernels' copy is held to it by the parity tests).
+    """
     if auxiliary_gate == "refine":
-        return refine(f, aux)
+        return torch.addcmul(f, aux * 2.0 - 1.0, f * (1.0 - f))
     if auxiliary_gate == "master":
-        return master(f, aux)
+        return torch.addcmul(f, aux - 1.0, f * (1.0 - f))
     return f
 
 

@@ -13,6 +13,9 @@ Two backends run the loops, with the same equations as the step-by-step cells of
 - :class:`TorchPointwise` (any dtype or device): the input projection of all T steps in one GEMM,
   then a Python loop of ``h @ W_hh`` plus the pointwise update in PyTorch ops.
 
+Which one runs a call is decided in :mod:`memory_agents.cells.dispatch` alone; the loops take it
+as their ``pw`` argument (and the backward reuses the forward's choice).
+
 Resets: ``keep`` is a (T, B, 1) float mask, 0 where the state is zeroed before step t. It
 multiplies the carried state, so episode boundaries never leave the fast path.
 """
@@ -25,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from .config import CellConfig
+from .gates import cumax, effective_gate
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,6 @@ class KernelSpec:
 
 
 # ------------------------------------------------------------------------------ gate algebra
-def _gate_forward(spec: KernelSpec, f: torch.Tensor, aux: torch.Tensor | None) -> torch.Tensor:
-    if spec.auxiliary_gate == "refine":  # g = f + (2r - 1) f (1 - f)
-        return torch.addcmul(f, aux * 2.0 - 1.0, f * (1.0 - f))
-    if spec.auxiliary_gate == "master":  # g = f - (1 - m) f (1 - f)
-        return torch.addcmul(f, aux - 1.0, f * (1.0 - f))
-    return f
-
-
 def _gate_backward(spec: KernelSpec, dg, f, aux, dz_f, dz_aux) -> None:
     """Write d(pre-activation) of the main and auxiliary gates given dL/dg."""
     ff = f * (1.0 - f)
@@ -95,11 +91,11 @@ class TorchPointwise:
         start = H if spec.cumax_main else 0
         torch.sigmoid(z[:, start : (G - 1) * H], out=act[:, start : (G - 1) * H])
         if spec.cumax_main:
-            torch.cumsum(torch.softmax(z[:, :H], -1), -1, out=act[:, :H])
+            cumax(z[:, :H], out=act[:, :H])
         u = torch.tanh(z[:, (G - 1) * H :], out=act[:, (G - 1) * H :])
         f = act[:, :H]
         aux = act[:, H : 2 * H] if spec.has_aux else None
-        g = _gate_forward(spec, f, aux)
+        g = effective_gate(f, aux, spec.auxiliary_gate)
         o = act[:, (G - 2) * H : (G - 1) * H]
         if spec.coupled:  # c = g c + (1 - g) u = u + g (c - u)
             torch.addcmul(u, g, c_prev - u, out=c_out)
@@ -119,7 +115,7 @@ class TorchPointwise:
         tc = torch.tanh(c)
         torch.mul(dh * tc, o * (1.0 - o), out=dz[:, (G - 2) * H : (G - 1) * H])
         dc = torch.addcmul(dc, dh * o, 1.0 - tc * tc)
-        g = _gate_forward(spec, f, aux)
+        g = effective_gate(f, aux, spec.auxiliary_gate)
         if spec.coupled:
             dg = dc * (c_prev - u)
             du = dc * (1.0 - g)
@@ -140,11 +136,11 @@ class TorchPointwise:
         zs = xw[:, : (G - 1) * H] + a[:, : (G - 1) * H]
         torch.sigmoid(zs[:, start:], out=act[:, start : (G - 1) * H])
         if spec.cumax_main:
-            torch.cumsum(torch.softmax(zs[:, :H], -1), -1, out=act[:, :H])
+            cumax(zs[:, :H], out=act[:, :H])
         s = act[:, (G - 2) * H : (G - 1) * H]
         n = torch.tanh(torch.addcmul(xw[:, (G - 1) * H :], s, a[:, (G - 1) * H :]), out=act[:, (G - 1) * H :])
         f = act[:, :H]
-        g = _gate_forward(spec, f, act[:, H : 2 * H] if spec.has_aux else None)
+        g = effective_gate(f, act[:, H : 2 * H] if spec.has_aux else None, spec.auxiliary_gate)
         torch.addcmul(n, g, h_prev - n, out=h_out)  # h = g h_prev + (1 - g) n
 
     @staticmethod
@@ -156,7 +152,7 @@ class TorchPointwise:
         aux = act[:, H : 2 * H] if spec.has_aux else None
         s = act[:, (G - 2) * H : (G - 1) * H]
         n = act[:, (G - 1) * H :]
-        g = _gate_forward(spec, f, aux)
+        g = effective_gate(f, aux, spec.auxiliary_gate)
         dg = dh * (h_prev - n)
         torch.mul(dh * (1.0 - g), 1.0 - n * n, out=dxw_n)
         torch.mul(dxw_n, s, out=da[:, (G - 1) * H :])
@@ -183,16 +179,9 @@ _NO_MASKS = _NoMasks()
 
 
 # ------------------------------------------------------------------------------ time loops
-def _select_pointwise(x: torch.Tensor):
-    from . import _native  # late import: the native kernels are optional
-
-    return _native.pointwise_for(x) or TorchPointwise
-
-
-def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None):
+def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pw):
     """Run the LSTM-family recurrence on the layer input x (T, B, I), keeping every step (for a
     backward pass or a gate trace). Returns (ys, cs, acts)."""
-    pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "lstm_sequence"):  # the whole loop in C, input projection included
         return pw.lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep)
     xw = F.linear(x, weight_ih, bias)  # all T steps in one GEMM
@@ -214,10 +203,9 @@ def lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None)
     return ys, cs, acts
 
 
-def gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise=None):
+def gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pw):
     """Run the GRU-family recurrence on x (T, B, I), keeping every step. Returns (ys, acts, a_ns):
     a_ns is the candidate's hidden half ``(W_hh h + b_hh)_n``, which the backward needs."""
-    pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "gru_sequence"):
         return pw.gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep)
     xw = F.linear(x, weight_ih, bias)
@@ -258,7 +246,7 @@ def _projected_steps(x, weight_ih, bias, chunk: int = INFERENCE_CHUNK):
             torch.addmm(bias, rows, w_t, out=out)
         else:
             torch.mm(rows, w_t, out=out)
-        yield from out.view(n, B, -1).unbind(0)
+        yield from out.view(n, B, weight_ih.shape[0]).unbind(0)
 
 
 def _project_one(x_t, weight, bias):
@@ -266,9 +254,8 @@ def _project_one(x_t, weight, bias):
     return torch.addmm(bias, x_t, weight.t()) if bias is not None else x_t @ weight.t()
 
 
-def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=None):
+def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pw):
     """The LSTM-family recurrence without saving anything for a backward pass: (ys, c_T)."""
-    pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "lstm_inference"):
         return pw.lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep)
     T, B, _ = x.shape
@@ -297,9 +284,8 @@ def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=
     return ys, c.clone()
 
 
-def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise=None):
+def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pw):
     """The GRU-family recurrence without saving anything for a backward pass: ys."""
-    pw = pointwise or _select_pointwise(x)
     if hasattr(pw, "gru_inference"):
         return pw.gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep)
     T, B, _ = x.shape
@@ -373,7 +359,7 @@ def _input_grads(ctx, x, weight_ih, blocks):
     [(rows of W_ih, their gradient (T, B, n))] in order, covering all G*H rows (one block for
     the LSTM; two for the GRU, whose candidate block has its own gradient)."""
     T, B, I = x.shape
-    flat = [(rows, g.reshape(T * B, -1)) for rows, g in blocks]
+    flat = [(rows, g.reshape(T * B, g.shape[-1])) for rows, g in blocks]
     join = (lambda parts: parts[0]) if len(flat) == 1 else torch.cat
     dx = d_weight_ih = d_bias = None
     if ctx.needs_input_grad[0]:
@@ -394,7 +380,7 @@ class LSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, bias, h0, c0, weight_hh, keep, spec, pointwise):
-        ys, cs, acts = lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise=pointwise)
+        ys, cs, acts = lstm_loop(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, pointwise)
         ctx.spec, ctx.pointwise = spec, pointwise
         ctx.save_for_backward(x, weight_ih, h0, c0, weight_hh, keep, ys, cs, acts)
         return ys, cs[-1]
@@ -402,7 +388,7 @@ class LSTMSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dys, dc_last):
         x, weight_ih, h0, c0, weight_hh, keep, ys, cs, acts = ctx.saved_tensors
-        spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
+        spec, pw = ctx.spec, ctx.pointwise
         if hasattr(pw, "lstm_sequence_backward"):
             dz_all, dh, dc = pw.lstm_sequence_backward(spec, acts, cs, c0, keep, dys, weight_hh, dc_last)
         else:
@@ -420,7 +406,7 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, spec, pointwise):
-        ys, acts, a_ns = gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise=pointwise)
+        ys, acts, a_ns = gru_loop(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, pointwise)
         ctx.spec, ctx.pointwise = spec, pointwise
         ctx.has_hidden_bias = hidden_bias is not None
         ctx.save_for_backward(x, weight_ih, h0, weight_hh, keep, ys, acts, a_ns)
@@ -429,7 +415,7 @@ class GRUSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dys):
         x, weight_ih, h0, weight_hh, keep, ys, acts, a_ns = ctx.saved_tensors
-        spec, pw = ctx.spec, ctx.pointwise or _select_pointwise(acts)
+        spec, pw = ctx.spec, ctx.pointwise
         T, B, GH = acts.shape
         H = spec.hidden_size
         h_prev_all = _previous(ys, h0, keep)

@@ -8,12 +8,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import _native
+from . import _native, dispatch
 from .cells import GatedGRUCell, GatedLSTMCell
 from .config import CellConfig, available_cells, resolve_config
+from .gates import effective_gate
 from .kernels import (
     GRUSequence, KernelSpec, LSTMSequence, gru_inference, gru_loop, lstm_inference, lstm_loop,
 )
+
+
+def _describe(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
 
 
 class GatedRNN(nn.Module):
@@ -22,7 +29,9 @@ class GatedRNN(nn.Module):
     Each layer is a :class:`~memory_agents.cells.cells.GatedLSTMCell` or
     :class:`~memory_agents.cells.cells.GatedGRUCell` (their docstrings give the equations). Each
     layer's recurrence, input projection included, runs in a fast kernel with a hand-written
-    backward (:mod:`memory_agents.cells.kernels`; in C for float32 on the CPU).
+    backward (:mod:`memory_agents.cells.kernels`): in C for float32 on the CPU, in PyTorch ops for
+    every other dtype and device (:meth:`backend` says which; :mod:`~memory_agents.cells.dispatch`
+    decides).
 
     Args:
         config: the cell's :class:`~memory_agents.cells.config.CellConfig`.
@@ -32,14 +41,17 @@ class GatedRNN(nn.Module):
 
     Inputs: ``input, state=None, resets=None``
         - **input**: (B, T, I) if ``batch_first`` else (T, B, I); (T, I) for one unbatched sequence.
-        - **state**: ``(h, c)`` for the LSTM family, ``(h,)`` for the GRU family, each
-          (num_layers, B, H); zeros if omitted.
-        - **resets**: bool, (B, T) if ``batch_first`` else (T, B): where true, the state of every
-          layer is zeroed *before* step t (episode boundaries inside a sequence).
+        - **state**: ``(h_0, c_0)`` for the LSTM family (as ``torch.nn.LSTM``), the tensor ``h_0``
+          for the GRU family (as ``torch.nn.GRU``), each (num_layers, B, H); zeros if omitted.
+        - **resets**: bool (or integer 0/1), (B, T) if ``batch_first`` else (T, B): where true, the
+          state of every layer is zeroed *before* step t (episode boundaries inside a sequence).
 
-    Outputs: ``output, state``
+        Input, state and parameters must share one dtype and device; otherwise the same errors as
+        ``torch.nn.LSTM`` (``ValueError`` for dtypes, ``RuntimeError`` for devices).
+
+    Outputs: ``output, h_n`` (GRU family) or ``output, (h_n, c_n)`` (LSTM family)
         - **output**: (B, T, H) if ``batch_first`` else (T, B, H): the last layer's h at each step.
-        - **state**: the final state, same structure and shapes as the input state.
+        - **h_n**, **c_n**: the final state of each layer, (num_layers, B, H).
 
     Examples::
 
@@ -63,8 +75,11 @@ class GatedRNN(nn.Module):
         super().__init__()
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        for flag, value in (("batch_first", batch_first), ("bias", bias)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{flag} must be a bool, got {value!r}")
         self.config = config
         self.name = name or "custom"
         self.input_size = input_size
@@ -87,21 +102,61 @@ class GatedRNN(nn.Module):
 
     @property
     def num_state_tensors(self) -> int:
-        """2 for the LSTM family ``(h, c)``, 1 for the GRU family ``(h,)``."""
+        """2 for the LSTM family ``(h, c)``, 1 for the GRU family (``h``)."""
         return 2 if self.is_lstm else 1
 
-    @staticmethod
-    def backend() -> str:
-        """Which pointwise kernel runs float32 on the CPU: ``"native"`` (fused C) or ``"torch"``."""
-        return _native.backend_name()
+    def _operands(self) -> list[torch.Tensor]:
+        """Every parameter, as ``parameters()`` but without its generator machinery: this runs on
+        every call (an env runner's step is ~60 us)."""
+        return [p for cell in self.cells for p in cell._parameters.values() if p is not None]
 
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> tuple[torch.Tensor, ...]:
+    def backend(self) -> str:
+        """What this module runs on its current device and dtype: ``"native"`` (the C kernels) or
+        ``"torch"`` (the PyTorch-ops loops); :meth:`backend_reason` says why."""
+        return "native" if dispatch.native_refusal(*self._operands()) is None else "torch"
+
+    def backend_reason(self) -> str:
+        """Why this module runs PyTorch ops, or where its C kernels came from."""
+        return dispatch.native_refusal(*self._operands()) or _native.backend_reason()
+
+    def initial_state(self, batch_size: int, device=None, dtype=None):
+        """Zeros in the structure ``forward`` takes: ``(h, c)`` (LSTM family) or ``h`` (GRU family)."""
         weight = self.cells[0].weight_hh
         zeros = torch.zeros(self.num_layers, batch_size, self.hidden_size, device=device or weight.device,
                             dtype=dtype or weight.dtype)
-        return tuple(zeros.clone() for _ in range(self.num_state_tensors))
+        return (zeros, zeros.clone()) if self.is_lstm else zeros
 
     # ------------------------------------------------------------------------------ checking
+    def _state_tuple(self, state) -> tuple[torch.Tensor, ...]:
+        """``state`` as a tuple of tensors; the structure must be ``torch.nn.LSTM``'s / ``GRU``'s."""
+        if self.is_lstm:
+            if isinstance(state, (tuple, list)) and len(state) == 2 and all(isinstance(s, torch.Tensor) for s in state):
+                return tuple(state)
+            raise ValueError(f"state must be a tuple (h, c) of tensors for the LSTM family, got {_describe(state)}")
+        if isinstance(state, torch.Tensor):
+            return (state,)
+        raise ValueError(f"state must be a tensor h for the GRU family (as for torch.nn.GRU), got {_describe(state)}")
+
+    def _public_state(self, state: tuple[torch.Tensor, ...]):
+        return state if self.is_lstm else state[0]
+
+    def _check_operands(self, input, state) -> None:
+        """``torch.nn.LSTM``'s errors for an input, weights or state in different dtypes or devices."""
+        for p in self._operands():
+            if input.dtype != p.dtype:
+                raise ValueError(f"RNN input dtype ({input.dtype}) does not match weight dtype ({p.dtype}). "
+                                 f"Convert input: input.to({p.dtype}), or convert model: model.to({input.dtype})")
+            if input.device != p.device:
+                raise RuntimeError("Input and parameter tensors are not at the same device, found input tensor "
+                                   f"at {input.device} and parameter tensor at {p.device}")
+        for s in state:
+            if s.device != input.device:
+                raise RuntimeError("Input and hidden tensors are not at the same device, found input tensor "
+                                   f"at {input.device} and hidden tensor at {s.device}")
+            if s.dtype != input.dtype:
+                raise ValueError(f"RNN hidden state dtype ({s.dtype}) does not match input dtype ({input.dtype}). "
+                                 f"Convert the state: state.to({input.dtype})")
+
     def _prepare(self, input, state, resets):
         if not isinstance(input, torch.Tensor):
             raise ValueError(f"input must be a torch.Tensor, got {type(input).__name__}")
@@ -118,23 +173,23 @@ class GatedRNN(nn.Module):
         if T == 0:
             raise ValueError("input has no time steps (T = 0)")
         if state is None:
-            state = self.initial_state(B, input.device, input.dtype)
+            state = self._state_tuple(self.initial_state(B, input.device, input.dtype))
         else:
-            if isinstance(state, torch.Tensor):
-                state = (state,)
-            state = tuple(state)
-            if len(state) != self.num_state_tensors:
-                kind = "(h, c)" if self.is_lstm else "(h,)"
-                raise ValueError(f"state must be a tuple {kind} for the {self.config.family.upper()} family, got {len(state)} tensors")
+            state = self._state_tuple(state)
             if unbatched:
                 state = tuple(s.unsqueeze(1) for s in state)
             want = (self.num_layers, B, self.hidden_size)
             for s in state:
                 if tuple(s.shape) != want:
                     raise ValueError(f"each state tensor must have shape (num_layers, B, H) = {want}, got {tuple(s.shape)}")
+        self._check_operands(input, state)
         keep = None
         if resets is not None:
             resets = torch.as_tensor(resets, device=input.device)
+            if resets.dtype != torch.bool:
+                if resets.is_floating_point() or resets.is_complex() or bool(((resets != 0) & (resets != 1)).any()):
+                    raise ValueError(f"resets must be a bool tensor (or integers 0/1), got {resets.dtype}"
+                                     + ("" if resets.is_floating_point() or resets.is_complex() else " with other values"))
             if unbatched:
                 resets = resets.unsqueeze(1)
             elif self.batch_first:
@@ -149,6 +204,8 @@ class GatedRNN(nn.Module):
     def _run_layer(self, layer: int, x, state, keep, save_gates: bool = False):
         cell = self.cells[layer]
         h0 = state[0][layer]
+        c0 = state[1][layer] if self.is_lstm else None
+        kernels = dispatch.select_kernels(x, h0, c0, keep, *cell.parameters())
         bias = cell.effective_bias()
         hidden_bias = None if self.is_lstm else cell.hidden_bias()
         needs_grad = torch.is_grad_enabled() and (
@@ -157,23 +214,24 @@ class GatedRNN(nn.Module):
         if not needs_grad and not save_gates:  # inference: nothing saved for a backward pass
             with torch.no_grad():
                 if self.is_lstm:
-                    ys, c_last = lstm_inference(self._spec, x, cell.weight_ih, bias, h0, state[1][layer],
-                                                cell.weight_hh, keep)
+                    ys, c_last = lstm_inference(self._spec, x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep,
+                                                kernels)
                     return ys, (ys[-1], c_last), None
-                ys = gru_inference(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep)
+                ys = gru_inference(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep,
+                                   kernels)
                 return ys, (ys[-1],), None
         # The input projection runs inside the loops (and their backward gives dx, dW_ih, db).
         if self.is_lstm:
-            c0 = state[1][layer]
             if needs_grad and not save_gates:
-                ys, c_last = LSTMSequence.apply(x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, self._spec, None)
+                ys, c_last = LSTMSequence.apply(x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, self._spec,
+                                                kernels)
                 return ys, (ys[-1], c_last), None
-            ys, cs, acts = lstm_loop(self._spec, x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep)
+            ys, cs, acts = lstm_loop(self._spec, x, cell.weight_ih, bias, h0, c0, cell.weight_hh, keep, kernels)
             return ys, (ys[-1], cs[-1]), acts
         if needs_grad and not save_gates:
-            ys = GRUSequence.apply(x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep, self._spec, None)
+            ys = GRUSequence.apply(x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep, self._spec, kernels)
             return ys, (ys[-1],), None
-        ys, acts, _ = gru_loop(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep)
+        ys, acts, _ = gru_loop(self._spec, x, cell.weight_ih, bias, h0, cell.weight_hh, hidden_bias, keep, kernels)
         return ys, (ys[-1],), acts
 
     def forward(self, input, state=None, resets=None):
@@ -190,33 +248,35 @@ class GatedRNN(nn.Module):
                 x = F.dropout(x, self.dropout, training=True)
         new_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.num_state_tensors))
         if unbatched:
-            return x.squeeze(1), tuple(s.squeeze(1) for s in new_state)
-        return (x.transpose(0, 1) if self.batch_first else x), new_state
+            return x.squeeze(1), self._public_state(tuple(s.squeeze(1) for s in new_state))
+        return (x.transpose(0, 1) if self.batch_first else x), self._public_state(new_state)
 
     def _one_step(self, input, state):
         """One time step without autograd (what an RL env runner calls) through the one-step C
         kernels: no packing, no per-layer Python beyond one call. None when anything about the
         call is unusual; the general path then runs it (and raises the precise errors)."""
-        if (not isinstance(input, torch.Tensor) or input.dim() != 3 or input.dtype != torch.float32
+        if (not isinstance(input, torch.Tensor) or input.dim() != 3
                 or input.shape[1 if self.batch_first else 0] != 1 or input.shape[2] != self.input_size
                 or (self.dropout and self.training and self.num_layers > 1)):
-            return None
-        kernels = _native.pointwise_for(input)
-        if kernels is None or not hasattr(kernels, "lstm_step"):
             return None
         B, L, H = input.shape[0 if self.batch_first else 1], self.num_layers, self.hidden_size
         if state is None:
             state = tuple(input.new_zeros(L, B, H) for _ in range(self.num_state_tensors))
         else:
-            state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
-            if len(state) != self.num_state_tensors or any(
-                    s.shape != (L, B, H) or s.dtype != torch.float32 or s.device != input.device for s in state):
+            try:
+                state = self._state_tuple(state)
+            except ValueError:
                 return None
-            state = tuple(s.contiguous() for s in state)
+            if any(s.shape != (L, B, H) for s in state):
+                return None
+        if dispatch.native_refusal(input, *state, *self._operands()) is not None:
+            return None  # the general path checks the operands, warns if it must, and runs them
+        state = tuple(s.contiguous() for s in state)
         x = input[:, 0] if self.batch_first else input[0]
         if x.stride(-1) != 1:
             x = x.contiguous()
         new_state = tuple(input.new_empty(L, B, H) for _ in range(self.num_state_tensors))
+        kernels = _native.NativeKernels
         for layer, cell in enumerate(self.cells):
             if self.is_lstm:
                 kernels.lstm_step(self._spec, cell, x, state[0][layer], state[1][layer], new_state[0][layer],
@@ -224,7 +284,7 @@ class GatedRNN(nn.Module):
             else:
                 kernels.gru_step(self._spec, cell, x, state[0][layer], new_state[0][layer])
             x = new_state[0][layer]
-        return x.unsqueeze(1 if self.batch_first else 0).clone(), new_state
+        return x.unsqueeze(1 if self.batch_first else 0).clone(), self._public_state(new_state)
 
     @torch.no_grad()
     def gate_trace(self, input, state=None, resets=None, layer: int = -1) -> dict[str, torch.Tensor]:
@@ -243,14 +303,7 @@ class GatedRNN(nn.Module):
         H = self.hidden_size
         names = self.config.gate_names
         trace = {name: acts[..., j * H : (j + 1) * H] for j, name in enumerate(names) if name in ("f", "r", "m", "i")}
-        aux = trace.get("r", trace.get("m"))
-        f = trace["f"]
-        if self.config.auxiliary_gate == "refine":
-            trace["g"] = f + (2 * aux - 1) * f * (1 - f)
-        elif self.config.auxiliary_gate == "master":
-            trace["g"] = f - (1 - aux) * f * (1 - f)
-        else:
-            trace["g"] = f
+        trace["g"] = effective_gate(trace["f"], trace.get("r", trace.get("m")), self.config.auxiliary_gate)
         fix = (lambda t: t.squeeze(1)) if unbatched else ((lambda t: t.transpose(0, 1)) if self.batch_first else (lambda t: t))
         return {k: fix(v).contiguous() for k, v in trace.items()}
 

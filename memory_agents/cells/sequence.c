@@ -140,33 +140,72 @@ void gemm(const float *A, long lda, const float *packed, long M, long N, long K,
 #define DN 2
 #endif
 
-typedef int vi __attribute__((vector_size(VW * 4)));
+/* The reduction tree: at each level, lane l of the result takes lanes (l / g) * 2g + l % g (and the
+ * same + g) of the concatenation [a, b], for a group size g halving from VW / 2 to 1, so VW vectors
+ * of partial sums become one vector of VW sums. The lane indices must be compile-time constants
+ * for __builtin_shufflevector (clang, GCC >= 12); GCC's __builtin_shuffle is not in clang. */
+#if VW == 16
+#define G8_LO 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define G8_HI 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define G4_LO 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27
+#define G4_HI 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31
+#define G2_LO 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29
+#define G2_HI 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31
+#define G1_LO 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define G1_HI 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#elif VW == 8
+#define G4_LO 0, 1, 2, 3, 8, 9, 10, 11
+#define G4_HI 4, 5, 6, 7, 12, 13, 14, 15
+#define G2_LO 0, 1, 4, 5, 8, 9, 12, 13
+#define G2_HI 2, 3, 6, 7, 10, 11, 14, 15
+#define G1_LO 0, 2, 4, 6, 8, 10, 12, 14
+#define G1_HI 1, 3, 5, 7, 9, 11, 13, 15
+#else
+#define G2_LO 0, 1, 4, 5
+#define G2_HI 2, 3, 6, 7
+#define G1_LO 0, 2, 4, 6
+#define G1_HI 1, 3, 5, 7
+#endif
 
-/* Lane masks of the reduction tree, level by level: sources double, partials per source halve. */
-static vi reduce_lo[8], reduce_hi[8];
-static int reduce_levels;
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define HAVE_SHUFFLEVECTOR 1
+#endif
+#endif
 
-__attribute__((constructor)) static void init_reduce_masks(void) {
-    int level = 0;
-    for (int group = VW / 2; group >= 1; group /= 2, ++level) {
-        /* inputs hold sources in runs of 2 * group lanes; keep the first / second half of each run */
-        for (int lane = 0; lane < VW; ++lane) {
-            const int run = lane / group, within = lane % group, from_b = run >= VW / (2 * group);
-            const int src_run = from_b ? run - VW / (2 * group) : run;
-            reduce_lo[level][lane] = (from_b ? VW : 0) + src_run * 2 * group + within;
-            reduce_hi[level][lane] = reduce_lo[level][lane] + group;
-        }
-    }
-    reduce_levels = level;
-}
+#ifdef HAVE_SHUFFLEVECTOR
+/* One level of the tree over the first n vectors of acc. */
+#define REDUCE_LEVEL(n, LO, HI)                                                                       \
+    for (int m = 0; m < (n) / 2; ++m)                                                                 \
+        acc[m] = __builtin_shufflevector(acc[2 * m], acc[2 * m + 1], LO) +                            \
+                 __builtin_shufflevector(acc[2 * m], acc[2 * m + 1], HI);
 
 INLINE vf reduce_tile(vf *acc) {
-    for (int level = 0, n = VW; level < reduce_levels; ++level, n /= 2)
-        for (int m = 0; m < n / 2; ++m)
-            acc[m] = __builtin_shuffle(acc[2 * m], acc[2 * m + 1], reduce_lo[level]) +
-                     __builtin_shuffle(acc[2 * m], acc[2 * m + 1], reduce_hi[level]);
+#if VW == 16
+    REDUCE_LEVEL(16, G8_LO, G8_HI)
+#endif
+#if VW >= 8
+    REDUCE_LEVEL(8, G4_LO, G4_HI)
+#endif
+    REDUCE_LEVEL(4, G2_LO, G2_HI)
+    REDUCE_LEVEL(2, G1_LO, G1_HI)
     return acc[0];
 }
+#else
+/* Compilers without the builtin: lane sums one vector at a time (same sums, other order). */
+INLINE vf reduce_tile(vf *acc) {
+    float sums[VW];
+    for (int s = 0; s < VW; ++s) {
+        float lanes[VW], total = 0.0f;
+        memcpy(lanes, &acc[s], sizeof(vf));
+        for (int l = 0; l < VW; ++l) total += lanes[l];
+        sums[s] = total;
+    }
+    vf out;
+    memcpy(&out, sums, sizeof(vf));
+    return out;
+}
+#endif
 
 /* acc += A[rows] . W[rows] over k in [0, K), for a DM x DN tile (rows given as pointers). */
 INLINE void dot_tile(vf *acc, const float *const *a, const float *const *w, long K) {

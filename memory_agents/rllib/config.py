@@ -5,7 +5,8 @@ env id; `configs/*.py` call it, and so does `rllib train --algo ... --env ...`.
 
 Defaults fit a 2-core laptop: no remote env runners (the driver samples), a few vectorised
 envs, one local learner. On a cluster raise ``num_env_runners`` (one CPU each) and
-``num_learners``/``num_gpus_per_learner`` and scale the batch with them.
+``num_learners`` and scale the batch with them. (On a GPU learner the cells run their per-step
+PyTorch-ops loop: correct, not yet fast.)
 """
 
 from __future__ import annotations

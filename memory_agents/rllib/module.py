@@ -260,7 +260,7 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
             num_layers=self.num_layers,
             batch_first=True,
         )
-        # (h,) for the GRU family, (h, c) for the LSTM family: the core knows which.
+        # Keys ("h",) for the GRU family, ("h", "c") for the LSTM family: the core knows which.
         self._state_keys = STATE_KEYS[: self._rnn.num_state_tensors]
 
         layers: List[nn.Module] = []
@@ -319,11 +319,18 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
         """Runs encoder and core over (B, T); returns (B, T, F) features and STATE_OUT."""
         x = self._encoder(batch[Columns.OBS])
         state_in = batch[Columns.STATE_IN]
-        # RLlib batches state as (B, L, H); torch RNNs take (L, B, H).
-        state = tuple(state_in[k].transpose(0, 1).contiguous() for k in self._state_keys)
-        y, state = self._rnn(x, state)
-        state_out = {k: s.transpose(0, 1) for k, s in zip(self._state_keys, state)}
+        y, state = self._rnn(x, self._core_state(state_in))
+        state_out = {k: s.transpose(0, 1) for k, s in zip(self._state_keys, self._rnn_state_tuple(state))}
         return self._head_net(y), state_out
+
+    def _core_state(self, state_in: Dict[str, torch.Tensor]):
+        """RLlib's (B, L, H) state as the core takes it, (L, B, H): ``(h, c)`` or ``h``, as torch's RNNs."""
+        state = tuple(state_in[k].transpose(0, 1).contiguous() for k in self._state_keys)
+        return state if len(state) == 2 else state[0]
+
+    @staticmethod
+    def _rnn_state_tuple(state) -> Tuple[torch.Tensor, ...]:
+        return (state,) if isinstance(state, torch.Tensor) else tuple(state)
 
 
 class RecurrentCellAPPOModule(RecurrentCellModule, TargetNetworkAPI, InferenceOnlyAPI):
@@ -348,10 +355,7 @@ class RecurrentCellAPPOModule(RecurrentCellModule, TargetNetworkAPI, InferenceOn
     @override(TargetNetworkAPI)
     def forward_target(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         x = self._old_encoder(batch[Columns.OBS])
-        state = tuple(
-            batch[Columns.STATE_IN][k].transpose(0, 1).contiguous() for k in self._state_keys
-        )
-        y, _ = self._old_rnn(x, state)
+        y, _ = self._old_rnn(x, self._core_state(batch[Columns.STATE_IN]))
         logits = self._old_pi_head(self._old_head_net(y))
         return {TARGET_NETWORK_ACTION_DIST_INPUTS: logits}
 
