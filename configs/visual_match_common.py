@@ -12,6 +12,8 @@ MEMORY_AGENTS_HIDDEN                  128        recurrent hidden size
 MEMORY_AGENTS_TIMESTEPS               1000000    stop after this many env steps
 MEMORY_AGENTS_NUM_ENVS                16         vectorised envs per env runner
 MEMORY_AGENTS_NUM_ENV_RUNNERS         0          remote env runners (0: sample in the trainer)
+MEMORY_AGENTS_OVERLAP_SAMPLING        0          1: remote runners sample the next batch while
+                                                 the learner trains on this one (OverlapPPO)
 MEMORY_AGENTS_EVAL_INTERVAL           10         greedy evaluation every N iterations (0: off)
 MEMORY_AGENTS_SHUFFLE_COLOURS         0          1: draw the reward room's colour order per
                                                  episode (harder); 0: one fixed order (easier
@@ -65,6 +67,7 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         seed=env_knob("MEMORY_AGENTS_SEED", 0),
         num_env_runners=env_knob("MEMORY_AGENTS_NUM_ENV_RUNNERS", defaults.NUM_ENV_RUNNERS),
         num_envs_per_env_runner=env_knob("MEMORY_AGENTS_NUM_ENVS", defaults.NUM_ENVS_PER_ENV_RUNNER),
+        overlap_sampling=env_knob("MEMORY_AGENTS_OVERLAP_SAMPLING", defaults.OVERLAP_SAMPLING, bool),
         evaluation_interval=env_knob("MEMORY_AGENTS_EVAL_INTERVAL", defaults.EVALUATION_INTERVAL),
     )
     stop = {defaults.STOP_KEY: env_knob("MEMORY_AGENTS_TIMESTEPS", defaults.TIMESTEPS)}
