@@ -10,7 +10,7 @@ MEMORY_AGENTS_DELAY                   30         distractor_steps (the memory de
 MEMORY_AGENTS_SEED                    0          RLlib seed (envs, weights, sampling)
 MEMORY_AGENTS_HIDDEN                  128        recurrent hidden size
 MEMORY_AGENTS_TIMESTEPS               1000000    stop after this many env steps
-MEMORY_AGENTS_NUM_ENVS                16         vectorised envs per env runner
+MEMORY_AGENTS_NUM_ENVS                64         vectorised envs per env runner
 MEMORY_AGENTS_NUM_ENV_RUNNERS         0          remote env runners (0: sample in the trainer)
 MEMORY_AGENTS_OVERLAP_SAMPLING        0          1: remote runners sample the next batch while
                                                  the learner trains on this one (OverlapPPO)
@@ -29,8 +29,8 @@ Example::
 Any RLlib setting can also be overridden with ``--config '{"lr": 1e-4}'``.
 
 On a cluster: set MEMORY_AGENTS_NUM_ENV_RUNNERS to the CPUs you can spare (one per
-runner) and pass ``--ray-address auto``; the batch grows with the runners (4 episodes per
-env per iteration), the learner stays one process (`.learners(num_learners=..,
+runner) and pass ``--ray-address auto``; the batch grows with the runners (64 whole
+episodes per runner per iteration), the learner stays one process (`.learners(num_learners=..,
 num_gpus_per_learner=1)` to add GPUs).
 """
 

@@ -22,8 +22,9 @@ CONV_FILTERS = [[16, 3, 1]]
 EMBED_DIM = 128
 #: Vectorised envs per env runner: 64, each running one episode per training batch. The
 #: batch is the same 64 whole episodes as 16 envs x 4 (the release steps a batch of 16 envs),
-#: but sampling costs per vector step (connectors, the module's forward) are shared by 4x as
-#: many envs: measured 0.51 -> 0.25 s of sampling per 3,840-step batch.
+#: but RLlib's sampling costs per vector step (connectors, episode bookkeeping, the module's
+#: forward) are shared by 4x as many envs: 0.25 s per 3,840-step batch (32 envs: 0.30 s;
+#: 16 envs: 0.5-0.7 s).
 NUM_ENVS_PER_ENV_RUNNER = 64
 #: Remote env runners. 0 samples in the trainer process: on 2 cores a remote runner only
 #: adds copies and messages (a cluster raises this, one CPU per runner).
