@@ -4,15 +4,16 @@
 
 Three agents train PassiveVisualMatch (30-step delay, 60-step episodes) in one process:
 
-- ``shipped``: `configs/ppo_passive_match_ur_lstm.py` as it is (evaluation off, as on the
-  other two sides: it costs ~5% of an iteration every 10 iterations).
+- ``shipped``: `configs/ppo_passive_match_ur_lstm.py` as it is, evaluation off (as on the
+  other two sides).
 - ``reference``, pinned: RLlib's built-in PPO RLModule with ``use_lstm=True`` and the
   settings of issue 12: 16 envs x 4 episodes x 60 steps per batch, 8 epochs x 8 minibatches,
   CNN 16/32 3x3 "same", LSTM 128, ``vf_share_layers=True`` (one core for policy and value),
   sampling in the trainer (0 remote env runners), float32 pixels through a wrapper (its CNN
   does not take uint8).
 - ``ours_at_reference``: our `RecurrentCellModule` (``ur-lstm``) with exactly the reference's
-  algorithm settings and a CNN of the same size (16/32 3x3, 256-wide embedding).
+  algorithm settings (``max_seq_len`` 60 included) and a CNN of the same size (16/32 3x3,
+  256-wide embedding).
 
 Two ratios come out: shipped / reference (issue 12's target: >= 2.5) and ours_at_reference /
 reference (>= 1.0). Agents take turns iteration by iteration after a warm-up, so load on a
@@ -102,13 +103,15 @@ def float_pixels_env(env_id: str) -> str:
 
 def _shrink(config, args: Args, horizon: int, runners: int) -> None:
     """Applies --num-envs/--episodes-per-env/--num-epochs (the fast test's small sizes)."""
+    from memory_agents.rllib.config import default_minibatch_size
+
     envs = args.num_envs or config.num_envs_per_env_runner
     episodes = args.episodes_per_env or REFERENCE["episodes_per_env"]
     if args.num_envs or args.episodes_per_env:
         batch = envs * episodes * horizon * max(1, runners)
         config.env_runners(num_envs_per_env_runner=envs)
         config.training(train_batch_size_per_learner=batch,
-                        minibatch_size=max(horizon, batch // REFERENCE["num_minibatches"]))
+                        minibatch_size=default_minibatch_size(batch, horizon))
     if args.num_epochs:
         config.training(num_epochs=args.num_epochs)
 
@@ -137,7 +140,8 @@ def build_config(side: str, args: Args):
         config = memory_agent_config(
             env, cell="ur-lstm", hidden_size=ref["hidden_size"], env_config=env_config,
             num_env_runners=0, num_envs_per_env_runner=ref["num_envs"], overlap_sampling=False,
-            model_config={"conv_filters": ref["conv_filters"], "embed_dim": ref["embed_dim"]},
+            model_config={"conv_filters": ref["conv_filters"], "embed_dim": ref["embed_dim"],
+                          "max_seq_len": horizon},
         ).training(**ppo)
     else:
         config = (

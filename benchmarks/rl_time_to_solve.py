@@ -53,6 +53,9 @@ class Args:
     """greedy evaluation every N iterations"""
     max_timesteps: int = 2_000_000
     """give up on a seed after this many env steps"""
+    config: str = ""
+    """JSON of settings applied to the shipped config, as `rllib train --config` takes them
+    (e.g. '{"model_config": {"embed_dim": 256}}'); empty: the config as shipped"""
     out_dir: str = str(_HERE / "results")
     """where the JSON/markdown/PNG go"""
 
@@ -71,11 +74,13 @@ def first_reach(evaluations: List[Dict[str, float]], target: float) -> Optional[
 def train_seed(seed: int, args: Args) -> Dict[str, Any]:
     """Trains the shipped config with `seed` until the target or the step budget."""
     from memory_agents.rllib.progress import evaluation_success
-    from memory_agents.rllib.train import load_config_file
+    from memory_agents.rllib.train import apply_overrides, load_config_file
 
     os.environ["MEMORY_AGENTS_SEED"] = str(seed)
     os.environ["MEMORY_AGENTS_EVAL_INTERVAL"] = str(args.eval_interval)
     config, _, path = load_config_file(CONFIG)
+    if args.config:
+        apply_overrides(config, json.loads(args.config))
     start = time.perf_counter()
     algo = config.build_algo()
     build_s = time.perf_counter() - start
@@ -100,7 +105,8 @@ def train_seed(seed: int, args: Args) -> Dict[str, Any]:
         algo.stop()
     hit = first_reach(evaluations, args.target)
     return {
-        "seed": seed, "config": str(path), "build_seconds": round(build_s, 1),
+        "seed": seed, "config": str(path), "overrides": args.config or None,
+        "build_seconds": round(build_s, 1),
         "steps_to_target": hit["env_steps"] if hit else None,
         "minutes_to_target": round(hit["seconds"] / 60, 2) if hit else None,
         "env_steps_per_s": round(steps / evaluations[-1]["seconds"]) if evaluations else None,
@@ -121,8 +127,8 @@ def table(results: Dict[str, Any], target: float) -> str:
         before_min = before / BEFORE_STEPS_PER_S / 60 if before else None
         if before_min is not None:
             before_minutes.append(before_min)
-        if row["minutes_to_target"] is not None:
-            now_minutes.append(row["minutes_to_target"])
+        # A seed that never reached the target counts as slower than any that did.
+        now_minutes.append(row["minutes_to_target"] if row["minutes_to_target"] is not None else math.inf)
         steps, minutes = row["steps_to_target"], row["minutes_to_target"]
         lines.append(" | ".join([
             f"| {key}", f"{before:,}" if before else "—", f"{before_min:.1f}" if before_min else "—",
@@ -130,8 +136,9 @@ def table(results: Dict[str, Any], target: float) -> str:
             f"{row['env_steps_per_s']:,} |" if row["env_steps_per_s"] else "— |",
         ]))
     if now_minutes:
+        median = statistics.median(now_minutes)
         lines.append(f"| median | | {statistics.median(before_minutes):.1f} | | "
-                     f"{statistics.median(now_minutes):.1f} | |")
+                     f"{f'{median:.1f}' if math.isfinite(median) else 'not reached'} | |")
     return "\n".join(lines)
 
 

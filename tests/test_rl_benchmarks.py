@@ -40,15 +40,17 @@ def test_throughput_runs_all_three_sides_and_reports_both_ratios(tmp_path):
     assert settings["reference"]["model_config"]["vf_share_layers"] is True
     assert settings["ours_at_reference"]["model_config"]["conv_filters"] == [[16, 3, 1], [32, 3, 1]]
     assert settings["ours_at_reference"]["num_env_runners"] == 0
-    # Our module with the shipped encoder and with the reference-sized one.
-    assert report["parameters"]["shipped"] == 184_005
-    assert report["parameters"]["ours_at_reference"] == 407_909
-    # One step forward of the shipped model: conv 2*27*16*25 + linear 2*400*128 + heads
-    # 2*128*5 + ur-lstm core 2*(512*128 + 512*128) = 387,424 FLOPs.
+    # The reference's sequences are the episode (60); the shipped config adds the bootstrap step.
+    assert settings["reference"]["model_config"]["max_seq_len"] == 60
+    assert settings["ours_at_reference"]["model_config"]["max_seq_len"] == 60
+    assert settings["shipped"]["model_config"]["max_seq_len"] == 61
+    assert report["parameters"]["shipped"] == report["parameters"]["ours_at_reference"] == 407_909
+    # One step forward of the shipped model: convs 2*27*16*25 + 2*144*32*25, linear 2*800*256,
+    # heads 2*128*5, ur-lstm core 2*(512*256 + 512*128): 1,056,096 FLOPs.
     floor = report["floor"]["shipped"]
-    assert floor["forward_mflop_per_step"] == pytest.approx(0.387, abs=1e-3)
+    assert floor["forward_mflop_per_step"] == pytest.approx(1.056, abs=1e-3)
     # 1 epoch here: (3 x 1 + 2) forwards per env step at 96 GFLOP/s.
-    assert floor["floor_env_steps_per_s_one_core"] == pytest.approx(96e9 / (5 * 387_424), rel=1e-3)
+    assert floor["floor_env_steps_per_s_one_core"] == pytest.approx(96e9 / (5 * 1_056_096), rel=1e-3)
     assert report["machine"]["cpu_count"] >= 1
 
 
@@ -78,3 +80,10 @@ def test_time_to_solve_table_and_resume(tmp_path, monkeypatch):
     assert "| 1 | 691,200 | 11.5 | 300,001 | 4.5 | 2,000 |" in table
     assert "| median | | 10.6 | | 4.5 | |" in table
     assert (tmp_path / "rl_time_to_solve.png").stat().st_size > 10_000
+    # A seed that never reaches 90% counts as the slowest: median of (3.0, inf) and 4.5 -> 4.5.
+    results = json.loads((tmp_path / "rl_time_to_solve.json").read_text())
+    results["seeds"]["2"].update(steps_to_target=None, minutes_to_target=None)
+    assert "| 2 | 633,600 | 10.6 | not reached | — | 2,000 |" in bench.table(results, 0.9)
+    assert "| median | | 10.6 | | 4.5 | |" in bench.table(results, 0.9)
+    results["seeds"]["1"].update(steps_to_target=None, minutes_to_target=None)
+    assert "| median | | 10.6 | | not reached | |" in bench.table(results, 0.9)

@@ -36,6 +36,12 @@ def test_config_defaults_cover_a_whole_episode():
     assert config.train_batch_size_per_learner == 64 * 45
     assert memory_agent_config(ENV, num_envs_per_env_runner=16).train_batch_size_per_learner == 64 * 45
     assert memory_agent_config(ENV, num_env_runners=3).train_batch_size_per_learner == 3 * 64 * 45
+    # Minibatches of 8 whole episodes in the learner's steps (46 per episode with its bootstrap
+    # step), so RLlib's cut (sequences * minibatch / steps, rounded down) gives exactly 8.
+    assert config.minibatch_size == 8 * 46
+    assert int(64 * config.minibatch_size / (64 * 46)) == 8
+    # A batch of fewer than 8 episodes still gets one whole episode per minibatch, not none.
+    assert memory_agent_config(ENV, train_batch_size=4 * 45).minibatch_size == 46
     assert memory_agent_config(ENV, algo="APPO")._rl_module_spec.module_class is RecurrentCellAPPOModule
     # RLlib seeds sub-env i with seed + i: seeds 1 and 2 must not share env streams.
     seeds = [memory_agent_config(ENV, seed=s, num_envs_per_env_runner=16).seed for s in (1, 2)]

@@ -131,18 +131,19 @@ def test_value_targets_take_no_gradient_and_the_loss_values_do():
     assert module._rnn.cells[0].weight_hh.grad.abs().sum() > 0
 
 
-def test_default_encoder_is_sized_to_the_5x5_view():
-    """One 3x3 conv of 16 channels, then 400 -> 128: 184,005 parameters with the ur-lstm
-    core of 128 (the 16/32-conv, 256-wide encoder made it 407,909)."""
+def test_encoder_sizes_from_model_config():
+    """Default: convs of 16 and 32 channels, then 800 -> 256 (407,909 parameters with the
+    ur-lstm core of 128); one conv of 16 and 400 -> 128, the faster option, has 184,005."""
     module = RecurrentCellModule(observation_space=IMAGE_SPACE, action_space=ACTIONS,
                                  model_config={"cell": "ur-lstm"})
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size) for c in convs] == [(16, (3, 3))]
-    assert module._encoder.net[-2].weight.shape == (128, 16 * 5 * 5)
-    assert sum(p.numel() for p in module.parameters()) == 184_005
-    wide = RecurrentCellModule(observation_space=IMAGE_SPACE, action_space=ACTIONS, model_config={
-        "cell": "ur-lstm", "conv_filters": [[16, 3, 1], [32, 3, 1]], "embed_dim": 256})
-    assert sum(p.numel() for p in wide.parameters()) == 407_909
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(16, (3, 3)), (32, (3, 3))]
+    assert module._encoder.net[-2].weight.shape == (256, 32 * 5 * 5)
+    assert sum(p.numel() for p in module.parameters()) == 407_909
+    small = RecurrentCellModule(observation_space=IMAGE_SPACE, action_space=ACTIONS, model_config={
+        "cell": "ur-lstm", "conv_filters": [[16, 3, 1]], "embed_dim": 128})
+    assert small._encoder.net[-2].weight.shape == (128, 16 * 5 * 5)
+    assert sum(p.numel() for p in small.parameters()) == 184_005
 
 
 def test_flat_observations_use_an_mlp_and_images_a_cnn():

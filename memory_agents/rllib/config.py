@@ -147,6 +147,16 @@ def module_spec(
     return RLModuleSpec(module_class=module_class, model_config=model_config)
 
 
+def default_minibatch_size(train_batch_size: int, horizon: int) -> int:
+    """An eighth of the batch's episodes per minibatch (why 8: `memory_agents.rllib.defaults`),
+    at least one, in the learner's steps: RLlib cuts a sequence batch into minibatches of
+    ``sequences * minibatch_size / steps`` sequences (rounded down), and the learner holds
+    horizon + 1 steps per episode (its bootstrap step). Fewer steps per minibatch than one
+    sequence give empty minibatches."""
+    episodes = max(1, train_batch_size // horizon // defaults.NUM_MINIBATCHES)
+    return episodes * (horizon + 1)
+
+
 def memory_agent_config(
     env: str,
     *,
@@ -173,7 +183,7 @@ def memory_agent_config(
     Defaults: `memory_agents.rllib.defaults` (shared with the configs and `rllib train`).
     `max_seq_len` defaults to the env's episode length + 1 (the learner's bootstrap step),
     so whole episodes are unrolled in training (the memory horizon is never cut). The batch
-    defaults to 64 whole episodes per env runner, in minibatches of an eighth of it.
+    defaults to 64 whole episodes per env runner, in minibatches of an eighth of its episodes.
     Evaluation (greedy actions) runs every `evaluation_interval` iterations (0/None: off).
     Seed `s` becomes RLlib seed ``s * SEED_STRIDE`` so that seeds get disjoint env streams.
     `overlap_sampling` (PPO with remote env runners): the runners sample the next batch
@@ -196,8 +206,7 @@ def memory_agent_config(
         episodes_per_env = -(-defaults.EPISODES_PER_BATCH // num_envs_per_env_runner)  # ceil
         train_batch_size = episodes_per_env * horizon * num_envs_per_env_runner * max(1, num_env_runners)
     if minibatch_size is None:
-        # Whole episodes per minibatch (why 8 of them: memory_agents.rllib.defaults).
-        minibatch_size = max(horizon, train_batch_size // defaults.NUM_MINIBATCHES)
+        minibatch_size = default_minibatch_size(train_batch_size, horizon)
 
     config = (
         _algo_config_class(algo, overlap_sampling and num_env_runners > 0)()

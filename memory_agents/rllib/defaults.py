@@ -14,22 +14,30 @@ from typing import Callable, TypeVar
 
 #: Recurrent hidden size. 128 learned delay 30 as well as 256 and trains faster.
 HIDDEN_SIZE = 128
-#: Observation encoder (the module's `conv_filters`, `embed_dim`): one 3x3 convolution of
-#: 16 channels over the 5x5 view, then a 400 -> 128 linear layer. The earlier 16/32-channel
-#: pair and a 800 -> 256 layer held 3/4 of the parameters and cost more than the recurrent
-#: core, for a 5x5 image of a few flat colours; an update of this one is ~2.8x cheaper.
-CONV_FILTERS = [[16, 3, 1]]
-EMBED_DIM = 128
+#: Observation encoder (the module's `conv_filters`, `embed_dim`): two 3x3 convolutions of
+#: 16 and 32 channels over the 5x5 view, then 800 -> 256. Smaller encoders train faster but
+#: learned slower here (Passive Visual Match, delay 30, greedy evaluation >= 90%): with one
+#: conv of 16 and 400 -> 128 (2.3x the reference's env steps/s, against 1.35x for this one)
+#: seeds 0/1/2 took 442k / >2M / 941k steps, against 403k / 691k / 634k before and 576k for
+#: seed 1 with this encoder; one conv of 16 and 400 -> 256 was still at 2/3 success at 787k
+#: on seed 1.
+CONV_FILTERS = [[16, 3, 1], [32, 3, 1]]
+EMBED_DIM = 256
 #: Vectorised envs per env runner: 64, each running one episode per training batch. The
 #: batch is the same 64 whole episodes as 16 envs x 4 (the release steps a batch of 16 envs),
 #: but RLlib's sampling costs per vector step (connectors, episode bookkeeping, the module's
 #: forward) are shared by 4x as many envs: 0.25 s per 3,840-step batch (32 envs: 0.30 s;
 #: 16 envs: 0.5-0.7 s).
 NUM_ENVS_PER_ENV_RUNNER = 64
-#: Remote env runners. 0 samples in the trainer process: on 2 cores a remote runner only
-#: adds copies and messages (a cluster raises this, one CPU per runner).
+#: Remote env runners. 0 samples in the trainer process (a cluster raises this, one CPU per
+#: runner; the batch grows with them).
 NUM_ENV_RUNNERS = 0
-#: PPO with remote env runners: sample the next batch while the learner trains on this one.
+#: PPO with remote env runners: sample the next batch while the learner trains on this one
+#: (`memory_agents.rllib.overlap.OverlapPPO`). Off: sampling is now ~1/4 of an iteration, and
+#: with the second core busy (other jobs here) overlapping gained only 4% (3,808 vs 3,658
+#: steps/s, one run); it makes the behaviour policy one update stale, and DeepMind's release
+#: trains batched and synchronous (tvt/main.py: "Batched synchronous actor/learner
+#: training", one update per batch of 16 whole episodes), as PPO here does.
 OVERLAP_SAMPLING = False
 #: PPO: 8 epochs x 8 minibatches at lr 1e-3 reached 90% at ~450k steps on delay 30;
 #: 4 x 4 at 5e-4 stalled near 65%.
@@ -52,7 +60,7 @@ MATCH_EVALUATION_INTERVAL = 5
 TIMESTEPS = 1_000_000
 STOP_KEY = "num_env_steps_sampled_lifetime"
 
-#: Checkpoints: every N iterations (~1 s each here, so about every minute) and, for slow
+#: Checkpoints: every N iterations (~2 s each here, so about every 2 minutes) and, for slow
 #: iterations, at least every CHECKPOINT_EVERY_S seconds of wall time; the last
 #: KEEP_CHECKPOINTS are kept.
 CHECKPOINT_FREQ = 60

@@ -28,10 +28,10 @@ values, when the config is built, before Ray starts):
 
 - ``cell`` ("ur-lstm"): any name of `memory_agents.cells.available_cells()`.
 - ``hidden_size`` (128), ``num_layers`` (1): the recurrent core.
-- ``embed_dim`` (128): width of the obs encoder's output (the core's input).
-- ``conv_filters`` ([[16, 3, 1]]): image encoder, ``[out_channels, kernel, stride]`` per
-  layer, "same" padding, ReLU; then a linear layer to ``embed_dim`` (why this size:
-  `memory_agents.rllib.defaults`). RLlib's
+- ``embed_dim`` (256): width of the obs encoder's output (the core's input).
+- ``conv_filters`` ([[16, 3, 1], [32, 3, 1]]): image encoder, ``[out_channels, kernel,
+  stride]`` per layer, "same" padding, ReLU; then a linear layer to ``embed_dim`` (why this
+  size: `memory_agents.rllib.defaults`). RLlib's
   form ``[16, [3, 3], 1]`` (kernel and stride as ``[h, w]`` pairs) is accepted too.
 - ``fcnet_hiddens`` ([256]): flat encoder, hidden widths of the MLP before ``embed_dim``.
 - ``head_hiddens`` ([]): hidden widths of an MLP after the core, before both heads.
