@@ -28,7 +28,20 @@ def test_config_defaults_cover_a_whole_episode():
     spec = config._rl_module_spec
     assert config.env == "envs:" + ENV  # remote runners import `envs` before gym.make
     assert spec.module_class is RecurrentCellModule
-    assert spec.model_config["max_seq_len"] == 15 + 15 + 15
+    # The episode plus the learner's bootstrap step: one sequence per episode, no chunk of
+    # one real step padded to a whole sequence.
+    assert spec.model_config["max_seq_len"] == 15 + 15 + 15 + 1
+    # The batch is 64 whole episodes per env runner: 1 per env at the default 64 envs.
+    assert config.num_envs_per_env_runner == 64
+    assert config.train_batch_size_per_learner == 64 * 45
+    assert memory_agent_config(ENV, num_envs_per_env_runner=16).train_batch_size_per_learner == 64 * 45
+    assert memory_agent_config(ENV, num_env_runners=3).train_batch_size_per_learner == 3 * 64 * 45
+    # Minibatches of 8 whole episodes in the learner's steps (46 per episode with its bootstrap
+    # step), so RLlib's cut (sequences * minibatch / steps, rounded down) gives exactly 8.
+    assert config.minibatch_size == 8 * 46
+    assert int(64 * config.minibatch_size / (64 * 46)) == 8
+    # A batch of fewer than 8 episodes still gets one whole episode per minibatch, not none.
+    assert memory_agent_config(ENV, train_batch_size=4 * 45).minibatch_size == 46
     assert memory_agent_config(ENV, algo="APPO")._rl_module_spec.module_class is RecurrentCellAPPOModule
     # RLlib seeds sub-env i with seed + i: seeds 1 and 2 must not share env streams.
     seeds = [memory_agent_config(ENV, seed=s, num_envs_per_env_runner=16).seed for s in (1, 2)]
@@ -91,3 +104,42 @@ def test_async_algorithms_train_the_stateful_module(algo_name):
         assert np.isfinite(losses[0])
     finally:
         algo.stop()
+
+
+def test_overlapped_ppo_with_two_local_env_runners():
+    """What a cluster does with more runners, on 2 local ones: each samples its share of the
+    batch, and the next batch is requested before the learner updates on this one."""
+    from memory_agents.rllib.overlap import OverlapPPO
+
+    config = memory_agent_config(
+        ENV, cell="ur-lstm", hidden_size=8, num_env_runners=2, num_envs_per_env_runner=2,
+        overlap_sampling=True, num_epochs=1, evaluation_interval=2, evaluation_episodes=2,
+        train_batch_size=2 * 45 * 2 * 2,  # 2 episodes per env, 2 envs per runner, 2 runners
+    )
+    assert config.algo_class is OverlapPPO
+    batch = config.train_batch_size_per_learner
+    algo = config.build_algo()
+    try:
+        before = {k: np.array(v) for k, v in algo.learner_group.get_weights()["default_policy"].items()}
+        first = algo.train()
+        assert algo._sampling  # the runners are on the next batch already
+        assert first["env_runners"]["num_env_steps_sampled"] == batch
+        assert np.isfinite(first["learners"]["default_policy"]["total_loss"])
+        algo.wait_for_samples()
+        episodes, metrics = algo._ready
+        assert len(metrics) == 2  # one share from each runner
+        assert sum(len(e) for e in episodes) == batch
+        second = algo.train()  # trains on that batch, requests the next
+        assert second["env_runners"]["num_env_steps_sampled_lifetime"] == 2 * batch
+        assert 0.0 <= second["evaluation"]["env_runners"]["success"] <= 1.0
+        after = algo.learner_group.get_weights()["default_policy"]
+        assert any(not np.allclose(before[k], after[k]) for k in before)
+    finally:
+        algo.stop()
+
+
+def test_overlap_needs_a_remote_env_runner():
+    # With sampling in the trainer process there is nothing to overlap with: plain PPO.
+    from ray.rllib.algorithms.ppo import PPO
+
+    assert memory_agent_config(ENV, num_env_runners=0, overlap_sampling=True).algo_class is PPO

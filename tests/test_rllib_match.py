@@ -75,7 +75,7 @@ def test_resume_keeps_finished_trials_and_continues_the_rest(tmp_path):
 
     argv = [sys.executable, "-m", "memory_agents.experiments.match", "--cells", "ur-lstm",
             "--delays", "5", "--seeds", "2", "--timesteps", "2800", "--num-envs", "2",
-            "--hidden-size", "16", "--num-epochs", "1", "--minibatch-size", "70",
+            "--hidden-size", "16", "--num-epochs", "1", "--train-batch-size", "280", "--minibatch-size", "70",
             "--eval-interval", "0", "--checkpoint-freq", "2", "--storage-path", str(tmp_path),
             "--experiment-name", "grid"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}

@@ -116,6 +116,36 @@ def test_compute_values_on_padded_batch():
         torch.testing.assert_close(module.compute_values({}, out[Columns.EMBEDDINGS]), values)
 
 
+def test_value_targets_take_no_gradient_and_the_loss_values_do():
+    """GAE's call (no embeddings) runs without autograd; the loss's call (the train pass's
+    embeddings) keeps the graph, so the value loss still trains the shared core."""
+    module = make_module()
+    batch = {Columns.OBS: random_obs(IMAGE_SPACE, 2, 6), Columns.STATE_IN: batched_initial_state(module, 2)}
+    targets = module.compute_values(batch)
+    assert not targets.requires_grad
+    out = module.forward_train(batch)
+    values = module.compute_values(batch, out[Columns.EMBEDDINGS])
+    assert values.requires_grad
+    torch.testing.assert_close(values.detach(), targets)
+    values.sum().backward()
+    assert module._rnn.cells[0].weight_hh.grad.abs().sum() > 0
+
+
+def test_encoder_sizes_from_model_config():
+    """Default: convs of 16 and 32 channels, then 800 -> 256 (407,909 parameters with the
+    ur-lstm core of 128); one conv of 16 and 400 -> 128, the faster option, has 184,005."""
+    module = RecurrentCellModule(observation_space=IMAGE_SPACE, action_space=ACTIONS,
+                                 model_config={"cell": "ur-lstm"})
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(16, (3, 3)), (32, (3, 3))]
+    assert module._encoder.net[-2].weight.shape == (256, 32 * 5 * 5)
+    assert sum(p.numel() for p in module.parameters()) == 407_909
+    small = RecurrentCellModule(observation_space=IMAGE_SPACE, action_space=ACTIONS, model_config={
+        "cell": "ur-lstm", "conv_filters": [[16, 3, 1]], "embed_dim": 128})
+    assert small._encoder.net[-2].weight.shape == (128, 16 * 5 * 5)
+    assert sum(p.numel() for p in small.parameters()) == 184_005
+
+
 def test_flat_observations_use_an_mlp_and_images_a_cnn():
     flat = make_module("lstm", obs_space=FLAT_SPACE)
     image = make_module("lstm")

@@ -74,6 +74,8 @@ class Args:
     """Adam learning rate"""
     num_epochs: int = defaults.NUM_EPOCHS
     """PPO epochs over each batch"""
+    train_batch_size: int = 0
+    """env steps per training batch (0: 64 whole episodes)"""
     minibatch_size: int = 0
     """PPO minibatch in env steps (0: an eighth of the batch, 8 whole episodes)"""
     colour_order: str = defaults.COLOUR_ORDER
@@ -151,6 +153,7 @@ def train_trial(params: Dict[str, Any]) -> None:
         num_envs_per_env_runner=params["num_envs"],
         lr=params["lr"],
         num_epochs=params["num_epochs"],
+        train_batch_size=params.get("train_batch_size") or None,
         minibatch_size=params["minibatch_size"] or None,
         entropy_coeff=params["entropy_coeff"],
         evaluation_interval=params["eval_interval"],
@@ -238,7 +241,8 @@ def run_grid(args: Args):
         "delay": tune.grid_search(delays),
         "cell": tune.grid_search(cells),
         **{k: getattr(args, k) for k in (
-            "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "minibatch_size",
+            "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "train_batch_size",
+            "minibatch_size",
             "colour_order", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
             "torch_threads")},
     }

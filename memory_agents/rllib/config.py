@@ -117,8 +117,10 @@ def episode_length(env: str, env_config: Optional[Dict[str, Any]] = None) -> Opt
         instance.close()
 
 
-def _algo_config_class(algo: str):
-    if algo == "PPO":
+def _algo_config_class(algo: str, overlap_sampling: bool = False):
+    if algo == "PPO" and overlap_sampling:
+        from memory_agents.rllib.overlap import OverlapPPOConfig as config_class
+    elif algo == "PPO":
         from ray.rllib.algorithms.ppo import PPOConfig as config_class
     elif algo == "APPO":
         from ray.rllib.algorithms.appo import APPOConfig as config_class
@@ -146,6 +148,16 @@ def module_spec(
     return RLModuleSpec(module_class=module_class, model_config=model_config)
 
 
+def default_minibatch_size(train_batch_size: int, horizon: int) -> int:
+    """An eighth of the batch's episodes per minibatch (why 8: `memory_agents.rllib.defaults`),
+    at least one, in the learner's steps: RLlib cuts a sequence batch into minibatches of
+    ``sequences * minibatch_size / steps`` sequences (rounded down), and the learner holds
+    horizon + 1 steps per episode (its bootstrap step). Fewer steps per minibatch than one
+    sequence give empty minibatches."""
+    episodes = max(1, train_batch_size // horizon // defaults.NUM_MINIBATCHES)
+    return episodes * (horizon + 1)
+
+
 def memory_agent_config(
     env: str,
     *,
@@ -157,6 +169,7 @@ def memory_agent_config(
     model_config: Optional[Dict[str, Any]] = None,
     num_env_runners: int = defaults.NUM_ENV_RUNNERS,
     num_envs_per_env_runner: int = defaults.NUM_ENVS_PER_ENV_RUNNER,
+    overlap_sampling: bool = defaults.OVERLAP_SAMPLING,
     train_batch_size: Optional[int] = None,
     minibatch_size: Optional[int] = None,
     num_epochs: int = defaults.NUM_EPOCHS,
@@ -169,11 +182,13 @@ def memory_agent_config(
     """An RLlib AlgorithmConfig (new API stack) that trains `RecurrentCellModule` on `env`.
 
     Defaults: `memory_agents.rllib.defaults` (shared with the configs and `rllib train`).
-    `max_seq_len` defaults to the env's episode length, so whole episodes are unrolled in
-    training (the memory horizon is never cut). The batch defaults to 4 episodes per env,
-    in minibatches of an eighth of it.
+    `max_seq_len` defaults to the env's episode length + 1 (the learner's bootstrap step),
+    so whole episodes are unrolled in training (the memory horizon is never cut). The batch
+    defaults to 64 whole episodes per env runner, in minibatches of an eighth of its episodes.
     Evaluation (greedy actions) runs every `evaluation_interval` iterations (0/None: off).
     Seed `s` becomes RLlib seed ``s * SEED_STRIDE`` so that seeds get disjoint env streams.
+    `overlap_sampling` (PPO with remote env runners): the runners sample the next batch
+    while the learner trains on this one (`memory_agents.rllib.overlap.OverlapPPO`).
     """
     algo = algo.upper()
     if algo not in SUPPORTED_ALGOS:
@@ -181,18 +196,21 @@ def memory_agent_config(
     env = check_env_id(env)
     env_config = dict(env_config or {})
     model_config = dict(model_config or {})
+    horizon = episode_length(env, env_config) or model_config.get("max_seq_len") or 256
     if "max_seq_len" not in model_config:
-        model_config["max_seq_len"] = episode_length(env, env_config) or 256
-    horizon = model_config["max_seq_len"]
+        # The episode plus the bootstrap step that the learner appends to every episode for
+        # its value targets. With max_seq_len = the episode, that one step became a chunk of
+        # its own, zero-padded to a full sequence: half of every minibatch was padding
+        # (measured: 15 sequences of 60 steps for 480 valid ones).
+        model_config["max_seq_len"] = horizon + 1
     if train_batch_size is None:
-        train_batch_size = (defaults.EPISODES_PER_ENV_PER_BATCH * horizon
-                            * num_envs_per_env_runner * max(1, num_env_runners))
+        episodes_per_env = -(-defaults.EPISODES_PER_BATCH // num_envs_per_env_runner)  # ceil
+        train_batch_size = episodes_per_env * horizon * num_envs_per_env_runner * max(1, num_env_runners)
     if minibatch_size is None:
-        # Whole episodes per minibatch (why 8 of them: memory_agents.rllib.defaults).
-        minibatch_size = max(horizon, train_batch_size // defaults.NUM_MINIBATCHES)
+        minibatch_size = default_minibatch_size(train_batch_size, horizon)
 
     config = (
-        _algo_config_class(algo)()
+        _algo_config_class(algo, overlap_sampling and num_env_runners > 0)()
         .environment(env, env_config=env_config)
         .env_runners(
             num_env_runners=num_env_runners,
@@ -229,6 +247,9 @@ def memory_agent_config(
             evaluation_config={
                 # Greedy actions: otherwise algo.evaluate() explores.
                 "explore": False,
+                # One episode per eval env per evaluation (64 training envs would each run
+                # only half an episode in the 32 episodes' worth of steps).
+                "num_envs_per_env_runner": min(num_envs_per_env_runner, evaluation_episodes),
                 # Report each evaluation's own episodes, not a moving window over the last
                 # 100 (three evaluations back), so eval curves do not lag.
                 "metrics_num_episodes_for_smoothing": evaluation_episodes,

@@ -14,11 +14,31 @@ from typing import Callable, TypeVar
 
 #: Recurrent hidden size. 128 learned delay 30 as well as 256 and trains faster.
 HIDDEN_SIZE = 128
-#: Vectorised envs per env runner: 16, as the release's batch of 16 environments.
-NUM_ENVS_PER_ENV_RUNNER = 16
-#: Remote env runners. 0 samples in the trainer process: on 2 cores a remote runner only
-#: adds copies and messages (a cluster raises this, one CPU per runner).
+#: Observation encoder (the module's `conv_filters`, `embed_dim`): two 3x3 convolutions of
+#: 16 and 32 channels over the 5x5 view, then 800 -> 256. Smaller encoders train faster but
+#: learned slower here (Passive Visual Match, delay 30, greedy evaluation >= 90%): with one
+#: conv of 16 and 400 -> 128 (2.3x the reference's env steps/s, against 1.35x for this one)
+#: seeds 0/1/2 took 442k / >2M / 941k steps, against 403k / 691k / 634k before and 576k for
+#: seed 1 with this encoder; one conv of 16 and 400 -> 256 was still at 2/3 success at 787k
+#: on seed 1.
+CONV_FILTERS = [[16, 3, 1], [32, 3, 1]]
+EMBED_DIM = 256
+#: Vectorised envs per env runner: 64, each running one episode per training batch. The
+#: batch is the same 64 whole episodes as 16 envs x 4 (the release steps a batch of 16 envs),
+#: but RLlib's sampling costs per vector step (connectors, episode bookkeeping, the module's
+#: forward) are shared by 4x as many envs: 0.25 s per 3,840-step batch (32 envs: 0.30 s;
+#: 16 envs: 0.5-0.7 s).
+NUM_ENVS_PER_ENV_RUNNER = 64
+#: Remote env runners. 0 samples in the trainer process (a cluster raises this, one CPU per
+#: runner; the batch grows with them).
 NUM_ENV_RUNNERS = 0
+#: PPO with remote env runners: sample the next batch while the learner trains on this one
+#: (`memory_agents.rllib.overlap.OverlapPPO`). Off: sampling is now ~1/4 of an iteration, and
+#: with the second core busy (other jobs here) overlapping gained only 4% (3,808 vs 3,658
+#: steps/s, one run); it makes the behaviour policy one update stale, and DeepMind's release
+#: trains batched and synchronous (tvt/main.py: "Batched synchronous actor/learner
+#: training", one update per batch of 16 whole episodes), as PPO here does.
+OVERLAP_SAMPLING = False
 #: PPO: 8 epochs x 8 minibatches at lr 1e-3 reached 90% at ~450k steps on delay 30;
 #: 4 x 4 at 5e-4 stalled near 65%.
 LR = 1e-3
@@ -28,8 +48,9 @@ NUM_MINIBATCHES = 8
 #: visible from the first phase of a 60-step episode.
 GAMMA = 0.96
 ENTROPY_COEFF = 0.01
-#: Episodes per env per training batch (the batch is 4 whole episodes per env).
-EPISODES_PER_ENV_PER_BATCH = 4
+#: Whole episodes per env runner per training batch (spread over its envs: 1 each at 64
+#: envs, 4 each at 16), so the batch grows with the runners on a cluster.
+EPISODES_PER_BATCH = 64
 #: Greedy evaluation every N training iterations, over this many episodes.
 EVALUATION_INTERVAL = 10
 EVALUATION_EPISODES = 32
@@ -43,10 +64,10 @@ COLOUR_ORDER = "fixed"
 TIMESTEPS = 1_000_000
 STOP_KEY = "num_env_steps_sampled_lifetime"
 
-#: Checkpoints: every N iterations (~4 s each here, so about every 80 s) and, for slow
+#: Checkpoints: every N iterations (~2 s each here, so about every 2 minutes) and, for slow
 #: iterations, at least every CHECKPOINT_EVERY_S seconds of wall time; the last
-#: KEEP_CHECKPOINTS are kept. A checkpoint of the default agent is 5 MB.
-CHECKPOINT_FREQ = 20
+#: KEEP_CHECKPOINTS are kept.
+CHECKPOINT_FREQ = 60
 CHECKPOINT_EVERY_S = 300.0
 KEEP_CHECKPOINTS = 3
 

@@ -30,7 +30,8 @@ values, when the config is built, before Ray starts):
 - ``hidden_size`` (128), ``num_layers`` (1): the recurrent core.
 - ``embed_dim`` (256): width of the obs encoder's output (the core's input).
 - ``conv_filters`` ([[16, 3, 1], [32, 3, 1]]): image encoder, ``[out_channels, kernel,
-  stride]`` per layer, "same" padding, ReLU; then a linear layer to ``embed_dim``. RLlib's
+  stride]`` per layer, "same" padding, ReLU; then a linear layer to ``embed_dim`` (why this
+  size: `memory_agents.rllib.defaults`). RLlib's
   form ``[16, [3, 3], 1]`` (kernel and stride as ``[h, w]`` pairs) is accepted too.
 - ``fcnet_hiddens`` ([256]): flat encoder, hidden widths of the MLP before ``embed_dim``.
 - ``head_hiddens`` ([]): hidden widths of an MLP after the core, before both heads.
@@ -67,17 +68,16 @@ from ray.rllib.utils.typing import NetworkType, TensorType
 
 from memory_agents.cells import build_rnn
 from memory_agents.cells.config import check_cell_name
-from memory_agents.rllib.defaults import HIDDEN_SIZE
+from memory_agents.rllib import defaults
 
 DEFAULT_MAX_SEQ_LEN = 256
-DEFAULT_CONV_FILTERS = [[16, 3, 1], [32, 3, 1]]
 #: Every `model_config` key the module reads, with its default.
 MODEL_CONFIG_DEFAULTS: Dict[str, Any] = {
     "cell": "ur-lstm",
-    "hidden_size": HIDDEN_SIZE,
+    "hidden_size": defaults.HIDDEN_SIZE,
     "num_layers": 1,
-    "embed_dim": 256,
-    "conv_filters": DEFAULT_CONV_FILTERS,
+    "embed_dim": defaults.EMBED_DIM,
+    "conv_filters": defaults.CONV_FILTERS,
     "fcnet_hiddens": [256],
     "head_hiddens": [],
     "max_seq_len": DEFAULT_MAX_SEQ_LEN,
@@ -309,10 +309,15 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
     def compute_values(
         self, batch: Dict[str, Any], embeddings: Optional[Any] = None
     ) -> TensorType:
-        # GAE calls this without embeddings on (B, T)-padded sequences plus STATE_IN:
-        # unroll the core ourselves. Padding sits at the end, so it never leaks backwards.
+        # Every RLlib loss (PPO, APPO, IMPALA) passes the embeddings of its forward_train,
+        # so values come from the same unroll as the policy. Without them the caller is
+        # GAE's value targets, on (B, T)-padded sequences plus STATE_IN: unroll the core
+        # here (padding sits at the end, so it never leaks backwards), without autograd,
+        # since targets take no gradient and RLlib calls this with autograd on.
         if embeddings is None:
-            embeddings, _ = self._unroll(batch)
+            with torch.no_grad():
+                embeddings, _ = self._unroll(batch)
+                return self._values(embeddings).squeeze(-1)
         return self._values(embeddings).squeeze(-1)
 
     def _unroll(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:

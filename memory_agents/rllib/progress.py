@@ -117,6 +117,16 @@ def env_steps(result: Dict[str, Any]) -> float:
     return value if not math.isnan(value) else _get(result, "env_runners", STOP_KEY)
 
 
+def evaluation_success(result: Dict[str, Any], iteration: int, interval: Optional[int]) -> float:
+    """The greedy-evaluation success that `result` (of `iteration`) brings, NaN if none ran.
+
+    RLlib attaches the last evaluation's results to every later result too: count an
+    evaluation only at the iterations where one runs (every `interval`)."""
+    if not interval or iteration % interval:
+        return math.nan
+    return _get(result, "evaluation", "env_runners", "success")
+
+
 def _trial_dir(trial) -> Optional[Path]:
     """The trial's folder when the storage is a local one (remote storage: None)."""
     path = trial.path
@@ -266,11 +276,9 @@ class ProgressCallback(tune.Callback):
             rate = _get(result, "num_env_steps_sampled_lifetime_throughput")
             if math.isnan(rate):
                 rate = _get(result, "env_runners", "num_env_steps_sampled") / max(_get(result, "time_this_iter_s"), 1e-9)
-        # RLlib attaches the last evaluation's results to every later result too: count an
-        # evaluation only at the iterations where one runs.
         interval = (trial.config or {}).get("evaluation_interval") or 0
         evaluated = bool(interval) and it % interval == 0
-        eval_success = _get(result, "evaluation", "env_runners", "success") if evaluated else math.nan
+        eval_success = evaluation_success(result, it, interval)
         if not math.isnan(eval_success):
             self._last_eval[tid] = (eval_success, it)
         train_success = _get(result, "env_runners", "success")
