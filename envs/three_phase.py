@@ -428,7 +428,8 @@ class ThreePhaseEnv(MiniGridEnv):
         surf = pygame.surfarray.make_surface(np.transpose(img, (1, 0, 2)))
         self.window.fill((255, 255, 255))
         self.window.blit(pygame.transform.scale(surf, size), (0, 0))
-        font = pygame.freetype.SysFont(pygame.font.get_default_font(), 20)
+        # The font bundled with pygame(-ce): SysFont would search the system (and warn) for it.
+        font = pygame.freetype.Font(None, 20)
         text = f"phase {self.phase}/3 ({self.phase_name}): {self.phase_steps_left} steps left"
         font.render_to(self.window, (10, size[1] + 10), text, size=20)
         pygame.event.pump()
