@@ -199,7 +199,6 @@ class ProgressCallback(tune.Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.results_seen = 0
         self._last_checkpoint: Dict[str, float] = {}
         self._last_eval: Dict[str, tuple] = {}
         self._recent: Dict[str, List[tuple]] = {}
@@ -260,7 +259,6 @@ class ProgressCallback(tune.Callback):
     # --- results ----------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = trial.trial_id
-        self.results_seen += 1
         due = time.monotonic() - self._last_checkpoint.get(tid, time.monotonic()) >= self.checkpoint_every_s
         if due or (_INTERRUPTED.is_set() and tid not in _SAVED_AFTER_INTERRUPT):
             result[SHOULD_CHECKPOINT] = True  # Tune saves this trial after this result

@@ -19,8 +19,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from memory_agents.rllib import defaults
 
-DEFAULT_STORAGE_PATH = defaults.STORAGE_PATH
-
 
 class ConfigFileError(ValueError):
     """A config file that cannot be found, raises, or defines no AlgorithmConfig."""
