@@ -10,12 +10,15 @@ cell first) and the report's *sections*. Trials run one at a time on a local Ray
 CPU. Each time a trial finishes, ``--docs`` gets ``results.csv`` (one row per setting x cell x
 seed: budget and final metrics) and ``curves.csv`` (the learning curves), rebuilt from the
 finished trials' ``metrics.json``, and then the report (``python -m supervised.report``).
+``--resume`` on a machine without the run directories (a fresh clone) takes the committed
+``results.csv`` rows as finished trials instead of training them again.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +176,54 @@ def collect(grid: Grid, runs: str | Path, docs: str | Path) -> int:
     return len(rows)
 
 
+def restore(grid: Grid, runs: str | Path, docs: str | Path) -> int:
+    """Give trials that ``results.csv`` holds but ``--runs`` lacks their ``metrics.json`` back.
+
+    The CSVs are what the repository keeps; the run directories stay on the machine that ran
+    them. A ``--resume`` on another machine (or after ``runs/`` was cleaned) would otherwise
+    train every committed trial again and then rewrite the CSVs without them. The restored
+    record holds the final metrics, the curves and the trial's settings (so a changed grid is
+    still refused by the sweep's settings check), marked ``"restored_from"``.
+    """
+    from supervised.train import METRICS
+
+    docs = Path(docs)
+    try:
+        with open(docs / RESULTS, newline="") as f:
+            rows = {(r["setting"], r["cell"], int(r["seed"])): r for r in csv.DictReader(f)}
+    except FileNotFoundError:
+        return 0
+    history: dict[tuple[str, str, int], dict[int, dict[str, Any]]] = {}
+    if (docs / CURVES).exists():
+        with open(docs / CURVES, newline="") as f:
+            for r in csv.DictReader(f):
+                steps = history.setdefault((r["setting"], r["cell"], int(r["seed"])), {})
+                steps.setdefault(int(r["step"]), {"step": int(r["step"])})[r["key"]] = float(r["value"])
+    restored = 0
+    for key in grid.planned():
+        name, cell, seed = key
+        if key not in rows:
+            continue
+        cfg = trial_config(sweep_base(grid.settings[name].config(), sweep_dir(runs, name)), sweep_dir(runs, name),
+                           cell, seed)
+        if finished_record(cfg) is not None:
+            continue
+        row = rows[key]
+        final = {split: {m: float(row[f"{split}_{m}"]) for m in FINAL_METRICS if row.get(f"{split}_{m}", "") != ""}
+                 for split in ("val", "test")}
+        results = {"task": row["task"], "cell": cell, "seed": seed, "steps": int(row["steps"]), **final,
+                   "primary_metric": row["primary_metric"],
+                   "wall_time_s_this_process": float(row["wall_time_s_last_process"] or 0.0),
+                   "config": resolve(cfg).to_dict(),
+                   "history": [h for _, h in sorted(history.get(key, {}).items())],
+                   "restored_from": str(docs / RESULTS)}
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / METRICS).write_text(json.dumps(results, indent=2))
+        restored += 1
+    return restored
+
+
 def refresh(grid_path: str | Path, grid: Grid, runs: str | Path, docs: str | Path) -> None:
     """CSVs, then the report; a failing report is logged, never the end of the grid."""
     from supervised.report import build_report
@@ -219,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{len(grid.planned())} trials")
             return
         check_data(grid)
+        if args.resume and (n := restore(grid, args.runs, args.docs)):
+            print(f"replication: {n} finished trials restored from {Path(args.docs) / RESULTS}", file=sys.stderr)
         refresh(args.grid, grid, args.runs, args.docs)
         for setting, cells in grid.phases:
             out = sweep_dir(args.runs, setting)

@@ -10,9 +10,9 @@ import torch
 from scipy import stats
 
 from supervised.config import ConfigError
-from supervised.replication import CURVES, RESULT_COLUMNS, RESULTS, collect, load_grid, sweep_dir
+from supervised.replication import CURVES, RESULT_COLUMNS, RESULTS, collect, load_grid, restore, sweep_dir
 from supervised.report import REPORT, build_report
-from supervised.sweep import sweep_base, trial_config
+from supervised.sweep import finished_record, plan_trials, SweepArgs, sweep_base, trial_config
 from supervised.train import train
 
 torch.set_num_threads(1)
@@ -88,6 +88,26 @@ def test_csvs_hold_the_finished_trials_only(tmp_path):
     curves = list(csv.DictReader(open(docs / CURVES)))
     assert {(r["key"], r["step"]) for r in curves} == {("train_loss", "2"), ("train_loss", "4"), ("train_loss", "6"),
                                                        ("val_loss", "3"), ("val_loss", "6")}
+
+
+def test_committed_csv_rows_count_as_finished_on_a_machine_without_the_run_dirs(tmp_path):
+    grid = load_grid(write_grid(tmp_path))
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    base = sweep_base(grid.settings["add"].config(), sweep_dir(runs, "add"))
+    train(trial_config(base, sweep_dir(runs, "add"), "ur-lstm", 1))
+    collect(grid, runs, docs)
+    before = {name: (docs / name).read_text() for name in (RESULTS, CURVES)}
+    # Another machine: the CSVs came with the clone, the run directories did not.
+    fresh = tmp_path / "fresh"
+    assert restore(grid, fresh, docs) == 1 and restore(grid, fresh, docs) == 0
+    fresh_base = sweep_base(grid.settings["add"].config(), sweep_dir(fresh, "add"))
+    record = finished_record(trial_config(fresh_base, sweep_dir(fresh, "add"), "ur-lstm", 1))
+    assert record is not None and record["steps"] == 6
+    done, todo = plan_trials(SweepArgs(cells=["lstm", "ur-lstm", "o-lstm"], seeds=[0, 1, 2], out=str(sweep_dir(fresh, "add")),
+                                       resume=True), fresh_base)
+    assert [(r["cell"], r["seed"]) for r in done] == [("ur-lstm", 1)] and ("ur-lstm", 1) not in todo and len(todo) == 8
+    assert collect(grid, fresh, docs) == 1
+    assert {name: (docs / name).read_text() for name in (RESULTS, CURVES)} == before
 
 
 def fake_results(docs: Path, rows: list[tuple], curves: list[tuple]) -> None:
