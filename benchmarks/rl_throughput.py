@@ -12,8 +12,8 @@ Three agents train PassiveVisualMatch (30-step delay, 60-step episodes) in one p
   sampling in the trainer (0 remote env runners), float32 pixels through a wrapper (its CNN
   does not take uint8).
 - ``ours_at_reference``: our `RecurrentCellModule` (``ur-lstm``) with exactly the reference's
-  algorithm settings (``max_seq_len`` 60 included) and a CNN of the same size (16/32 3x3,
-  256-wide embedding).
+  algorithm settings (``max_seq_len`` 60 and one learner in the trainer process included) and
+  a CNN of the same size (16/32 3x3, 256-wide embedding).
 
 Two ratios come out: shipped / reference (issue 12's target: >= 2.5) and ours_at_reference /
 reference (>= 1.0). Agents take turns iteration by iteration after a warm-up, so load on a
@@ -108,7 +108,8 @@ def _shrink(config, args: Args, horizon: int, runners: int) -> None:
     envs = args.num_envs or config.num_envs_per_env_runner
     episodes = args.episodes_per_env or REFERENCE["episodes_per_env"]
     if args.num_envs or args.episodes_per_env:
-        batch = envs * episodes * horizon * max(1, runners)
+        # RLlib's sizes are per learner.
+        batch = envs * episodes * horizon * max(1, runners) // max(1, config.num_learners)
         config.env_runners(num_envs_per_env_runner=envs)
         config.training(train_batch_size_per_learner=batch,
                         minibatch_size=default_minibatch_size(batch, horizon))
@@ -140,6 +141,7 @@ def build_config(side: str, args: Args):
         config = memory_agent_config(
             env, cell="ur-lstm", hidden_size=ref["hidden_size"], env_config=env_config,
             num_env_runners=0, num_envs_per_env_runner=ref["num_envs"], overlap_sampling=False,
+            num_learners=0,  # the reference learns in its trainer process too
             model_config={"conv_filters": ref["conv_filters"], "embed_dim": ref["embed_dim"],
                           "max_seq_len": horizon},
         ).training(**ppo)
@@ -249,7 +251,9 @@ def settings_of(config) -> Dict[str, Any]:
             "vf_share_layers", "max_seq_len") if k in model},
         "num_env_runners": config.num_env_runners,
         "num_envs_per_env_runner": config.num_envs_per_env_runner,
-        "train_batch_size": config.train_batch_size_per_learner,
+        "num_learners": config.num_learners,
+        "train_batch_size": config.total_train_batch_size,
+        "train_batch_size_per_learner": config.train_batch_size_per_learner,
         "minibatch_size": config.minibatch_size,
         "num_epochs": config.num_epochs,
         "lr": config.lr,

@@ -12,6 +12,8 @@ MEMORY_AGENTS_HIDDEN                  128        recurrent hidden size
 MEMORY_AGENTS_TIMESTEPS               1000000    stop after this many env steps
 MEMORY_AGENTS_NUM_ENVS                64         vectorised envs per env runner
 MEMORY_AGENTS_NUM_ENV_RUNNERS         0          remote env runners (0: sample in the trainer)
+MEMORY_AGENTS_NUM_LEARNERS            2          learner processes sharing each minibatch
+                                                 (one CPU each; 0: learn in the trainer)
 MEMORY_AGENTS_OVERLAP_SAMPLING        0          1: remote runners sample the next batch while
                                                  the learner trains on this one (OverlapPPO)
 MEMORY_AGENTS_EVAL_INTERVAL           10         greedy evaluation every N iterations (0: off)
@@ -31,8 +33,9 @@ Any RLlib setting can also be overridden with ``--config '{"lr": 1e-4}'``.
 
 On a cluster: set MEMORY_AGENTS_NUM_ENV_RUNNERS to the CPUs you can spare (one per
 runner) and pass ``--ray-address auto``; the batch grows with the runners (64 whole
-episodes per runner per iteration), the learner stays one process. (`.learners(num_gpus_per_learner=1)`
-puts it on a GPU, where the cells run their per-step PyTorch-ops loop: correct, not yet fast.)
+episodes per runner per iteration) and is shared by MEMORY_AGENTS_NUM_LEARNERS learners.
+(`.learners(num_gpus_per_learner=1)` puts each learner on a GPU, where the cells run their
+per-step PyTorch-ops loop: correct, not yet fast.)
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         seed=env_knob("MEMORY_AGENTS_SEED", 0),
         num_env_runners=env_knob("MEMORY_AGENTS_NUM_ENV_RUNNERS", defaults.NUM_ENV_RUNNERS),
         num_envs_per_env_runner=env_knob("MEMORY_AGENTS_NUM_ENVS", defaults.NUM_ENVS_PER_ENV_RUNNER),
+        num_learners=env_knob("MEMORY_AGENTS_NUM_LEARNERS", defaults.NUM_LEARNERS),
         overlap_sampling=env_knob("MEMORY_AGENTS_OVERLAP_SAMPLING", defaults.OVERLAP_SAMPLING, bool),
         evaluation_interval=env_knob("MEMORY_AGENTS_EVAL_INTERVAL", defaults.EVALUATION_INTERVAL),
     )

@@ -18,7 +18,7 @@ ENV = "memory_agents/PassiveVisualMatch-Delay15-v0"  # 45-step episodes
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 
@@ -31,17 +31,33 @@ def test_config_defaults_cover_a_whole_episode():
     # The episode plus the learner's bootstrap step: one sequence per episode, no chunk of
     # one real step padded to a whole sequence.
     assert spec.model_config["max_seq_len"] == 15 + 15 + 15 + 1
-    # The batch is 64 whole episodes per env runner: 1 per env at the default 64 envs.
+    # The batch is 64 whole episodes per env runner: 1 per env at the default 64 envs. Two
+    # learner processes share it (RLlib's sizes are per learner): 32 episodes each.
     assert config.num_envs_per_env_runner == 64
-    assert config.train_batch_size_per_learner == 64 * 45
-    assert memory_agent_config(ENV, num_envs_per_env_runner=16).train_batch_size_per_learner == 64 * 45
-    assert memory_agent_config(ENV, num_env_runners=3).train_batch_size_per_learner == 3 * 64 * 45
+    assert config.num_learners == 2 and config.num_cpus_per_learner == 1
+    assert config.num_cpus_for_main_process == 0  # it samples only while the learners wait
+    assert config.total_train_batch_size == 64 * 45
+    assert config.train_batch_size_per_learner == 32 * 45
+    assert memory_agent_config(ENV, num_envs_per_env_runner=16).total_train_batch_size == 64 * 45
+    assert memory_agent_config(ENV, num_env_runners=3).total_train_batch_size == 3 * 64 * 45
     # Minibatches of 8 whole episodes in the learner's steps (46 per episode with its bootstrap
-    # step), so RLlib's cut (sequences * minibatch / steps, rounded down) gives exactly 8.
-    assert config.minibatch_size == 8 * 46
-    assert int(64 * config.minibatch_size / (64 * 46)) == 8
+    # step), 4 on each learner, so RLlib's cut (sequences * minibatch / steps, rounded down)
+    # gives exactly 8 per epoch on each.
+    assert config.minibatch_size == 4 * 46
+    assert 32 // int(32 * config.minibatch_size / (32 * 46)) == 8
+    # One learner in the trainer process: the whole batch, minibatches of 8 episodes.
+    single = memory_agent_config(ENV, num_learners=0)
+    assert single.train_batch_size_per_learner == 64 * 45 and single.minibatch_size == 8 * 46
+    assert single.num_cpus_for_main_process == 1
     # A batch of fewer than 8 episodes still gets one whole episode per minibatch, not none.
     assert memory_agent_config(ENV, train_batch_size=4 * 45).minibatch_size == 46
+    # Totals that do not split evenly round up; a bad learner count is refused.
+    odd = memory_agent_config(ENV, num_learners=3, train_batch_size=9 * 45 + 1, minibatch_size=3 * 46 * 3)
+    assert (odd.train_batch_size_per_learner, odd.minibatch_size) == (3 * 45 + 1, 3 * 46)
+    # ... but never below one whole sequence (46 steps) per learner.
+    assert memory_agent_config(ENV, num_learners=2, minibatch_size=46).minibatch_size == 46
+    with pytest.raises(ValueError, match="num_learners must be an integer >= 0"):
+        memory_agent_config(ENV, num_learners=-1)
     assert memory_agent_config(ENV, algo="APPO")._rl_module_spec.module_class is RecurrentCellAPPOModule
     # RLlib seeds sub-env i with seed + i: seeds 1 and 2 must not share env streams.
     seeds = [memory_agent_config(ENV, seed=s, num_envs_per_env_runner=16).seed for s in (1, 2)]
@@ -60,10 +76,12 @@ def test_greedy_evaluation_draws_fresh_episodes_each_time():
     assert eval_config.explore is False
 
 
-def test_ppo_iteration_updates_weights_and_logs_task_metrics():
+@pytest.mark.parametrize("num_learners", [0, 2])
+def test_ppo_iteration_updates_weights_and_logs_task_metrics(num_learners):
     config = memory_agent_config(
         ENV, cell="ur-lstm", hidden_size=8, num_envs_per_env_runner=2, num_epochs=1,
         train_batch_size=180, minibatch_size=90, evaluation_interval=1, evaluation_episodes=2,
+        num_learners=num_learners,
     )
     algo = config.build_algo()
     try:
@@ -76,6 +94,14 @@ def test_ppo_iteration_updates_weights_and_logs_task_metrics():
         result = algo.train()
         after = algo.learner_group.get_weights()["default_policy"]
         assert any(not np.allclose(before[k], after[k]) for k in before)
+        assert result["env_runners"]["num_env_steps_sampled"] == 180
+        if num_learners:
+            # DDP: every learner applied the same averaged gradients.
+            copies = algo.learner_group.foreach_learner(
+                lambda learner: {k: v.detach().numpy().copy() for k, v in learner.module["default_policy"].state_dict().items()})
+            assert len(copies) == 2
+            first, second = (c.get() for c in copies)
+            assert all(np.array_equal(first[k], second[k]) for k in first)
         runners = result["env_runners"]
         assert 0.0 <= runners["success"] <= 1.0
         # Here the final reward is 10 or 0, so the two episode metrics agree.
@@ -90,7 +116,7 @@ def test_ppo_iteration_updates_weights_and_logs_task_metrics():
 def test_async_algorithms_train_the_stateful_module(algo_name):
     config = memory_agent_config(
         ENV, algo=algo_name, cell="ur-lstm", hidden_size=8,
-        num_env_runners=1, num_envs_per_env_runner=2, train_batch_size=90,
+        num_env_runners=1, num_envs_per_env_runner=2, train_batch_size=90, num_learners=0,
     ).reporting(min_time_s_per_iteration=0)  # default 10 s per iteration for these two
     algo = config.build_algo()
     try:
@@ -113,11 +139,11 @@ def test_overlapped_ppo_with_two_local_env_runners():
 
     config = memory_agent_config(
         ENV, cell="ur-lstm", hidden_size=8, num_env_runners=2, num_envs_per_env_runner=2,
-        overlap_sampling=True, num_epochs=1, evaluation_interval=2, evaluation_episodes=2,
+        num_learners=2, overlap_sampling=True, num_epochs=1, evaluation_interval=2, evaluation_episodes=2,
         train_batch_size=2 * 45 * 2 * 2,  # 2 episodes per env, 2 envs per runner, 2 runners
     )
     assert config.algo_class is OverlapPPO
-    batch = config.train_batch_size_per_learner
+    batch = config.total_train_batch_size
     algo = config.build_algo()
     try:
         before = {k: np.array(v) for k, v in algo.learner_group.get_weights()["default_policy"].items()}

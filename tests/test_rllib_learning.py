@@ -55,7 +55,7 @@ def test_ppo_learns_to_remember_the_cue(cell):
     torch.set_num_threads(1)
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=CueDelayChoice, max_episode_steps=DELAY + 2)
-    ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)  # 2 learners
     config = memory_agent_config(
         ENV_ID, cell=cell, hidden_size=32, seed=0, num_envs_per_env_runner=8,
         lr=1e-3, entropy_coeff=0.0, evaluation_interval=1, evaluation_episodes=64,

@@ -169,6 +169,7 @@ def memory_agent_config(
     model_config: Optional[Dict[str, Any]] = None,
     num_env_runners: int = defaults.NUM_ENV_RUNNERS,
     num_envs_per_env_runner: int = defaults.NUM_ENVS_PER_ENV_RUNNER,
+    num_learners: int = defaults.NUM_LEARNERS,
     overlap_sampling: bool = defaults.OVERLAP_SAMPLING,
     train_batch_size: Optional[int] = None,
     minibatch_size: Optional[int] = None,
@@ -186,6 +187,9 @@ def memory_agent_config(
     so whole episodes are unrolled in training (the memory horizon is never cut). The batch
     defaults to 64 whole episodes per env runner, in minibatches of an eighth of its episodes.
     Evaluation (greedy actions) runs every `evaluation_interval` iterations (0/None: off).
+    `num_learners` learner processes share every minibatch (torch DDP): `train_batch_size`
+    and `minibatch_size` are totals over them, split evenly (RLlib's own settings are per
+    learner). 0 trains in the trainer process.
     Seed `s` becomes RLlib seed ``s * SEED_STRIDE`` so that seeds get disjoint env streams.
     `overlap_sampling` (PPO with remote env runners): the runners sample the next batch
     while the learner trains on this one (`memory_agents.rllib.overlap.OverlapPPO`).
@@ -206,8 +210,17 @@ def memory_agent_config(
     if train_batch_size is None:
         episodes_per_env = -(-defaults.EPISODES_PER_BATCH // num_envs_per_env_runner)  # ceil
         train_batch_size = episodes_per_env * horizon * num_envs_per_env_runner * max(1, num_env_runners)
+    if isinstance(num_learners, bool) or not isinstance(num_learners, int) or num_learners < 0:
+        raise ValueError(f"num_learners must be an integer >= 0, got {num_learners!r}")
+    # RLlib's sizes are per learner: split the totals (rounding up, so nothing is lost).
+    shards = max(1, num_learners)
+    batch_per_learner = -(-train_batch_size // shards)
     if minibatch_size is None:
-        minibatch_size = default_minibatch_size(train_batch_size, horizon)
+        minibatch_per_learner = default_minibatch_size(batch_per_learner, horizon)
+    else:
+        # At least one whole sequence per learner: RLlib rounds the sequences of a minibatch
+        # down, and a learner given none fails on an empty batch.
+        minibatch_per_learner = max(-(-minibatch_size // shards), model_config["max_seq_len"])
 
     config = (
         _algo_config_class(algo, overlap_sampling and num_env_runners > 0)()
@@ -221,15 +234,19 @@ def memory_agent_config(
         .rl_module(
             rl_module_spec=module_spec(algo, cell, hidden_size, **model_config),
         )
+        # Remote learners: one CPU each and none for the trainer, which samples only while
+        # they wait (PPO alternates the two); a 2-core machine then fits 2 learners.
+        .learners(num_learners=num_learners, num_cpus_per_learner=1 if num_learners else "auto")
+        .resources(num_cpus_for_main_process=0 if num_learners and not overlap_sampling else 1)
         .callbacks(MemoryTaskMetrics)
         .debugging(seed=None if seed is None else seed * SEED_STRIDE)
     )
     training: Dict[str, Any] = dict(
-        train_batch_size_per_learner=train_batch_size, lr=lr, gamma=gamma,
+        train_batch_size_per_learner=batch_per_learner, lr=lr, gamma=gamma,
     )
     if algo == "PPO":
         training.update(
-            minibatch_size=minibatch_size, num_epochs=num_epochs, lambda_=0.95,
+            minibatch_size=minibatch_per_learner, num_epochs=num_epochs, lambda_=0.95,
             entropy_coeff=entropy_coeff, vf_loss_coeff=0.5, grad_clip=40.0,
         )
     else:  # IMPALA / APPO: v-trace over whole fragments

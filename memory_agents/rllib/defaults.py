@@ -32,6 +32,14 @@ NUM_ENVS_PER_ENV_RUNNER = 64
 #: Remote env runners. 0 samples in the trainer process (a cluster raises this, one CPU per
 #: runner; the batch grows with them).
 NUM_ENV_RUNNERS = 0
+#: Learner processes (Ray actors, one torch thread each; torch DDP averages their gradients
+#: over gloo). Each trains on its half of every minibatch, so the update is the one of a
+#: single learner on the whole minibatch, in about half the time: the update is ~85% of a
+#: PPO iteration here, and with 0 (the learner inside the trainer process) one core idles
+#: through it. Sampling and updates still alternate, so the trial reserves one CPU per
+#: learner and none for the trainer (`memory_agent_config`). 0: one learner in the trainer
+#: process (RLlib's default).
+NUM_LEARNERS = 2
 #: PPO with remote env runners: sample the next batch while the learner trains on this one
 #: (`memory_agents.rllib.overlap.OverlapPPO`). Off: sampling is now ~1/4 of an iteration, and
 #: with the second core busy (other jobs here) overlapping gained only 4% (3,808 vs 3,658
