@@ -277,6 +277,8 @@ def run(args: Args) -> Dict[str, Any]:
     from memory_agents.ray_init import init_ray
 
     torch.set_num_threads(1)
+    if __name__ != "__main__":  # loaded by file path (the test): learner processes cannot import it by name
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     load_start = os.getloadavg()
     init_ray(None, torch_threads=1, quiet=True)
     configs = {side: build_config(side, args) for side in SIDES}

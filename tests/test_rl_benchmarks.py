@@ -24,8 +24,9 @@ def test_throughput_runs_all_three_sides_and_reports_both_ratios(tmp_path):
     bench = load("rl_throughput")
     out = tmp_path / "rl_throughput.json"
     try:
-        # Small batches (2 envs x 1 episode, 1 epoch): the code path, not the numbers.
-        bench.main(["--iterations", "1", "--warmup", "0", "--num-envs", "2", "--episodes-per-env", "1",
+        # Small batches (4 envs x 1 episode: one per learner and minibatch, 1 epoch): the code
+        # path, not the numbers.
+        bench.main(["--iterations", "1", "--warmup", "0", "--num-envs", "4", "--episodes-per-env", "1",
                     "--num-epochs", "1", "--out", str(out)])
     finally:
         ray.shutdown()
@@ -40,6 +41,11 @@ def test_throughput_runs_all_three_sides_and_reports_both_ratios(tmp_path):
     assert settings["reference"]["model_config"]["vf_share_layers"] is True
     assert settings["ours_at_reference"]["model_config"]["conv_filters"] == [[16, 3, 1], [32, 3, 1]]
     assert settings["ours_at_reference"]["num_env_runners"] == 0
+    # The reference learns in its trainer process, and so does ours at its settings; the
+    # shipped config shares each batch between 2 learner processes.
+    assert settings["reference"]["num_learners"] == settings["ours_at_reference"]["num_learners"] == 0
+    assert settings["shipped"]["num_learners"] == 2
+    assert settings["shipped"]["train_batch_size"] == 2 * settings["shipped"]["train_batch_size_per_learner"] == 4 * 60
     # The reference's sequences are the episode (60); the shipped config adds the bootstrap step.
     assert settings["reference"]["model_config"]["max_seq_len"] == 60
     assert settings["ours_at_reference"]["model_config"]["max_seq_len"] == 60
