@@ -303,8 +303,9 @@ def _launch(spec, batch: int, dtype: torch.dtype) -> tuple[tuple, dict]:
 
 
 def _steps(tensor, T: int) -> list:
-    """Per-step views of a (T, ...) tensor, or T Nones for an absent one."""
-    return list(tensor.unbind(0)) if tensor is not None else [None] * T
+    """Per-step views of a (T, ...) tensor, or T Nones for an absent one. The kernels index
+    rows as ``row * width``, so each step must be contiguous (a batch_first mask is not)."""
+    return list(tensor.contiguous().unbind(0)) if tensor is not None else [None] * T
 
 
 class TritonKernels:
@@ -325,7 +326,7 @@ class TritonKernels:
         T, B, _ = x.shape
         H, GH = spec.hidden_size, weight_hh.shape[0]
         grid, meta = _launch(spec, B, x.dtype)
-        xw = F.linear(x, weight_ih, bias)  # all T steps in one GEMM
+        xw = F.linear(x, weight_ih, bias).contiguous()  # all T steps in one GEMM
         ys = x.new_empty(T, B, H)
         cs = x.new_empty(T if save else min(T, 2), B, H)  # without save: c_t in slot t % 2
         acts = x.new_empty(T if save else 1, B, GH)
@@ -361,8 +362,7 @@ class TritonKernels:
         grid, meta = _launch(spec, B, acts.dtype)
         dz_all = torch.empty_like(acts)
         dh = acts.new_zeros(B, H)  # dz_{t+1} @ W_hh, before the mask of step t+1
-        dc = dc_last.contiguous().clone() if dc_last is not None else acts.new_zeros(B, H)
-        dys = dys.contiguous() if dys is not None else None
+        dc = dc_last.clone(memory_format=torch.contiguous_format) if dc_last is not None else acts.new_zeros(B, H)
         keeps, dy_steps = _steps(keep, T), _steps(dys, T)
         c0 = c0.contiguous()
         for t in range(T - 1, -1, -1):
@@ -383,7 +383,7 @@ class TritonKernels:
         T, B, _ = x.shape
         H, GH = spec.hidden_size, weight_hh.shape[0]
         grid, meta = _launch(spec, B, x.dtype)
-        xw = F.linear(x, weight_ih, bias)
+        xw = F.linear(x, weight_ih, bias).contiguous()
         ys = x.new_empty(T, B, H)
         acts = x.new_empty(T, B, GH) if save else None
         a_ns = x.new_empty(T, B, H) if save else None
@@ -419,7 +419,6 @@ class TritonKernels:
         grid, meta = _launch(spec, B, acts.dtype)
         da_all, dxn_all = torch.empty_like(acts), torch.empty_like(ys)
         dh = acts.new_zeros(B, H)  # direct path + da_{t+1} @ W_hh, before the mask of step t+1
-        dys = dys.contiguous() if dys is not None else None
         keeps, dy_steps = _steps(keep, T), _steps(dys, T)
         h0 = h0.contiguous()
         for t in range(T - 1, -1, -1):
