@@ -50,13 +50,26 @@ def _tanh(x):
     return tl.where(x < 0, -y, y)
 
 
+# Row reductions through tl.reduce / tl.associative_scan with combine functions of this module,
+# not tl.sum / tl.max / tl.cumsum: those are jit functions of triton's own, decorated when triton
+# was imported, so a copy of this module interpreted later (the tests) could not call them.
+@triton.jit
+def _add(a, b):
+    return a + b
+
+
+@triton.jit
+def _max(a, b):
+    return tl.maximum(a, b)
+
+
 @triton.jit
 def _main_gate(z, mask, CUMAX: tl.constexpr):
     """f from its pre-activation: sigmoid, or cumax = cumsum(softmax(z)) over the row."""
     if CUMAX:
         z = tl.where(mask, z, -float("inf"))
-        e = tl.where(mask, tl.exp(z - tl.max(z, 0)), 0.0)
-        return tl.cumsum(e / tl.sum(e, 0), 0)
+        e = tl.where(mask, tl.exp(z - tl.reduce(z, 0, _max)), 0.0)
+        return tl.associative_scan(e / tl.reduce(e, 0, _add), 0, _add)
     else:
         return _sigmoid(z)
 
@@ -92,8 +105,8 @@ def _gate_backward(dg, f, a, act_row, cols, mask, COMPUTE: tl.constexpr, CUMAX: 
         df = tl.where(mask, df, 0.0)
         f_left = tl.load(act_row + cols - 1, mask=mask & (cols > 0), other=0.0).to(COMPUTE)
         s = tl.where(mask, f - f_left, 0.0)
-        ds = tl.sum(df, 0) - tl.cumsum(df, 0) + df
-        dz_f = s * (ds - tl.sum(ds * s, 0))
+        ds = tl.associative_scan(df, 0, _add, reverse=True)
+        dz_f = s * (ds - tl.reduce(ds * s, 0, _add))
     else:
         dz_f = df * ff
     return dz_f, dz_aux
