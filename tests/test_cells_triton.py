@@ -9,6 +9,10 @@ units leaves a partial block, cumax rows take one partial block of 8, B = 3 rows
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -316,3 +320,29 @@ def test_cpu_dispatch_is_unchanged():
     assert rnn.backend() == ("native" if _native.available() else "torch")
     assert dispatch.select_kernels(torch.zeros(2, 2)) in (_native.NativeKernels, TorchPointwise)
     assert not dispatch.uses_cudnn(rnn.config, None, torch.zeros(2, 2))
+
+
+# ---------------------------------------------------------------- the GPU benchmark's code path
+def test_the_cuda_benchmark_runs(tmp_path):
+    """benchmarks/cells.py --device cuda, on CPU tensors with the Triton kernels interpreted: tiny
+    shapes, one repeat, a Triton preset and a cuDNN one of each family."""
+    out = tmp_path / "cells_cuda.json"
+    script = Path(__file__).parents[1] / "benchmarks" / "cells.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--device", "cuda", "--cpu-as-cuda", "--presets", "ur-lstm,lstm,gru",
+         "--shapes", "tiny,tiny-step", "--repeats", "1", "--warmup", "1", "--calls", "1", "--out", str(out)],
+        env={**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GPU target: ur-lstm training >= 0.8x torch.nn.LSTM on cuDNN" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["meta"]["device"] == "cuda" and "triton" in data["meta"]
+    backends = {(r["shape"], r["module"]): r.get("backend") for r in data["rows"]}
+    assert backends == {
+        ("tiny", "torch.nn.LSTM"): None, ("tiny", "ur-lstm"): "triton", ("tiny", "lstm"): "triton",  # resets
+        ("tiny", "torch.nn.GRU"): None, ("tiny", "gru"): "triton",
+        ("tiny-step", "torch.nn.LSTM"): None, ("tiny-step", "ur-lstm"): "triton", ("tiny-step", "lstm"): "cudnn",
+        ("tiny-step", "torch.nn.GRU"): None, ("tiny-step", "gru"): "cudnn",
+    }
+    assert all(r["train_tokens_per_s"] > 0 and r["forward_tokens_per_s"] > 0 for r in data["rows"])
+    assert [(t["shape"], t["module"], t["target"]) for t in data["targets"]] == [("tiny", "ur-lstm", 0.8)]
