@@ -105,7 +105,9 @@ def _gate_backward(dg, f, a, act_row, cols, mask, COMPUTE: tl.constexpr, CUMAX: 
         df = tl.where(mask, df, 0.0)
         f_left = tl.load(act_row + cols - 1, mask=mask & (cols > 0), other=0.0).to(COMPUTE)
         s = tl.where(mask, f - f_left, 0.0)
-        ds = tl.associative_scan(df, 0, _add, reverse=True)
+        # the suffix sum as total - prefix + own: associative_scan's reverse=True has had
+        # miscompilation reports (triton-lang/triton#4362), and a forward scan is tl.cumsum's own
+        ds = tl.reduce(df, 0, _add) - tl.associative_scan(df, 0, _add) + df
         dz_f = s * (ds - tl.reduce(ds * s, 0, _add))
     else:
         dz_f = df * ff
