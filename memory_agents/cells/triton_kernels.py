@@ -18,8 +18,9 @@ gates are elementwise, and a program covers ``MAX_BLOCK_H`` units of one row.
 
 Importing this module imports ``triton``; :mod:`memory_agents.cells.dispatch` does so only for
 CUDA tensors and only when ``triton`` is installed (``pip install 'memory-agents[gpu]'``).
-With ``TRITON_INTERPRET=1`` set before the import, the same kernels run on CPU tensors in
-Triton's interpreter: that is how the tests check them on a machine without a GPU.
+With ``TRITON_INTERPRET=1`` set when this module is imported and while its kernels run, the same
+kernels run on CPU tensors in Triton's interpreter: that is how the tests check them on a machine
+without a GPU.
 """
 
 from __future__ import annotations
