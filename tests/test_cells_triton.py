@@ -346,3 +346,56 @@ def test_the_cuda_benchmark_runs(tmp_path):
     }
     assert all(r["train_tokens_per_s"] > 0 and r["forward_tokens_per_s"] > 0 for r in data["rows"])
     assert [(t["shape"], t["module"], t["target"]) for t in data["targets"]] == [("tiny", "ur-lstm", 0.8)]
+
+
+# ---------------------------------------------------------------- the GPU compiler
+# Every gate configuration of the presets: (cumax, auxiliary gate, coupled) for the LSTM family,
+# (cumax, auxiliary gate) for the GRU family.
+LSTM_VARIANTS = [(False, 0, False), (False, 0, True), (True, 0, True), (False, 1, True), (True, 2, True)]
+GRU_VARIANTS = [(False, 0), (True, 0), (False, 1), (True, 2)]
+
+
+def test_the_kernels_compile_for_a_gpu_without_one(tmp_path, monkeypatch):
+    """Triton's compiler down to PTX for sm_90 (no GPU needed): it catches what the interpreter
+    cannot, e.g. a value whose type differs between the branches of a constexpr. Every preset's
+    gate configuration in float32 (each flag both ways somewhere), and float16 / float64 once."""
+    from triton import compile as triton_compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setenv("TRITON_HOME", str(tmp_path))  # the compile cache: tests write only under tmp
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    path = Path(cell_kernels.__file__).with_name("triton_kernels.py")
+    spec = importlib.util.spec_from_file_location("memory_agents.cells._triton_compiled", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def build(kernel, pointers: int, dtype: str, **constexprs):
+        names = kernel.arg_names
+        signature = {n: ("*" + dtype if k < pointers else "i32" if n == "H" else "constexpr")
+                     for k, n in enumerate(names)}
+        compute = module.tl.float64 if dtype == "fp64" else module.tl.float32
+        source = ASTSource(fn=kernel, signature=signature,
+                           constexprs={**constexprs, "BLOCK_H": 256 if not constexprs["CUMAX"] else 512,
+                                       "COMPUTE": compute})
+        compiled = triton_compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "enable_fp_fusion": True})
+        assert ".entry" in compiled.asm["ptx"]
+
+    jobs = 0
+    for k, (cumax, aux, coupled) in enumerate(LSTM_VARIANTS):
+        gates = 3 + (aux != 0) + (not coupled)
+        dtype = {0: "fp16", 1: "fp64"}.get(k, "fp32")
+        build(module._lstm_forward_step, 7, dtype, G=gates, HAS_KEEP=k % 2 == 0, STORE_ACT=k != 2, CUMAX=cumax,
+              AUX=aux, COUPLED=coupled)
+        build(module._lstm_backward_step, 9, dtype, G=gates, HAS_KEEP=k % 2 == 1, HAS_DY=k != 3, CUMAX=cumax,
+              AUX=aux, COUPLED=coupled)
+        jobs += 2
+    for k, (cumax, aux) in enumerate(GRU_VARIANTS):
+        gates = 3 + (aux != 0)
+        build(module._gru_forward_step, 8, "fp32", G=gates, HAS_KEEP=k % 2 == 0, HAS_BIAS=k != 1,
+              STORE_ACT=k != 2, CUMAX=cumax, AUX=aux)
+        build(module._gru_backward_step, 9, "fp32", G=gates, HAS_KEEP=k % 2 == 1, HAS_DY=k != 3, CUMAX=cumax,
+              AUX=aux)
+        jobs += 2
+    assert jobs == 18

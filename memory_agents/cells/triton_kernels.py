@@ -314,7 +314,10 @@ def _launch(spec, batch: int, dtype: torch.dtype) -> tuple[tuple, dict]:
         block = min(block, MAX_BLOCK_H)
     meta = dict(G=spec.num_gates, CUMAX=spec.cumax_main, AUX=_AUX[spec.auxiliary_gate],
                 BLOCK_H=block, COMPUTE=_COMPUTE.get(dtype, tl.float32),
-                num_warps=max(1, min(8, block // 64)))
+                num_warps=max(1, min(8, block // 64)),
+                # FMA contraction, as the C kernels' -ffp-contract=fast. Explicit: Triton 3.9 warns
+                # when this is left to its default, which changes in 3.10.
+                enable_fp_fusion=True)
     return (batch, triton.cdiv(H, block)), meta
 
 
