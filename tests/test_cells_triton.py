@@ -101,7 +101,8 @@ def test_triton_kernels_match_the_reference(name, with_resets, tk):
         return  # the no-grad loop once per preset (with resets): the interpreter is slow
     with torch.no_grad():
         y, final = _run_fast(rnn, x, state, resets, tk.TritonKernels)
-    _assert_matches([y, *final], ref[: 1 + len(state)], ["no-grad output"] + [f"no-grad final{k}" for k in range(len(state))])
+    names = ["no-grad output"] + [f"no-grad final{k}" for k in range(len(state))]
+    _assert_matches([y, *final], ref[: 1 + len(state)], names)
 
 
 @pytest.mark.parametrize("name, options", [
@@ -379,7 +380,8 @@ def test_the_kernels_compile_for_a_gpu_without_one(tmp_path, monkeypatch):
         source = ASTSource(fn=kernel, signature=signature,
                            constexprs={**constexprs, "BLOCK_H": 256 if not constexprs["CUMAX"] else 512,
                                        "COMPUTE": compute})
-        compiled = triton_compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "enable_fp_fusion": True})
+        compiled = triton_compile(source, target=GPUTarget("cuda", 90, 32),
+                                  options={"num_warps": 4, "enable_fp_fusion": True})
         assert ".entry" in compiled.asm["ptx"]
 
     jobs = 0

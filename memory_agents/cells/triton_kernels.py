@@ -120,6 +120,12 @@ def _load(ptr, mask, COMPUTE: tl.constexpr):
     return tl.load(ptr, mask=mask, other=0.0).to(COMPUTE)
 
 
+@triton.jit
+def _pre(xw, hw, offsets, mask, k, COMPUTE: tl.constexpr):
+    """A gate's pre-activation: the input projection plus keep * (h_{t-1} W_hh^T)."""
+    return _load(xw + offsets, mask, COMPUTE) + k * _load(hw + offsets, mask, COMPUTE)
+
+
 # ------------------------------------------------------------------------------ LSTM family
 # Gate blocks of a row of z / act: [f, aux?, i?, o, u] (see CellConfig.gate_names).
 @triton.jit
@@ -133,21 +139,17 @@ def _lstm_forward_step(xw, hw, keep, c_prev, act, c_out, h_out, H,
     mask = cols < H
     gates = row * (G * H) + cols
     state = row * H + cols
-    if HAS_KEEP:
+    if HAS_KEEP:  # a reset zeroes h_{t-1} and c_{t-1} of this row: keep * (h W) = (keep * h) W
         k = tl.load(keep + row).to(COMPUTE)
-        z_f = _load(xw + gates, mask, COMPUTE) + k * _load(hw + gates, mask, COMPUTE)
-        z_o = _load(xw + gates + (G - 2) * H, mask, COMPUTE) + k * _load(hw + gates + (G - 2) * H, mask, COMPUTE)
-        z_u = _load(xw + gates + (G - 1) * H, mask, COMPUTE) + k * _load(hw + gates + (G - 1) * H, mask, COMPUTE)
-        c = k * _load(c_prev + state, mask, COMPUTE)
     else:
         k = 1.0
-        z_f = _load(xw + gates, mask, COMPUTE) + _load(hw + gates, mask, COMPUTE)
-        z_o = _load(xw + gates + (G - 2) * H, mask, COMPUTE) + _load(hw + gates + (G - 2) * H, mask, COMPUTE)
-        z_u = _load(xw + gates + (G - 1) * H, mask, COMPUTE) + _load(hw + gates + (G - 1) * H, mask, COMPUTE)
-        c = _load(c_prev + state, mask, COMPUTE)
+    z_f = _pre(xw, hw, gates, mask, k, COMPUTE)
+    z_o = _pre(xw, hw, gates + (G - 2) * H, mask, k, COMPUTE)
+    z_u = _pre(xw, hw, gates + (G - 1) * H, mask, k, COMPUTE)
+    c = k * _load(c_prev + state, mask, COMPUTE)
     f = _main_gate(z_f, mask, CUMAX)
     if AUX != 0:
-        a = _sigmoid(_load(xw + gates + H, mask, COMPUTE) + k * _load(hw + gates + H, mask, COMPUTE))
+        a = _sigmoid(_pre(xw, hw, gates + H, mask, k, COMPUTE))
     else:
         a = f  # unused
     g = _effective_gate(f, a, AUX)
@@ -156,7 +158,7 @@ def _lstm_forward_step(xw, hw, keep, c_prev, act, c_out, h_out, H,
     if COUPLED:  # c = g c + (1 - g) u
         c = u + g * (c - u)
     else:
-        i = _sigmoid(_load(xw + gates + (G - 3) * H, mask, COMPUTE) + k * _load(hw + gates + (G - 3) * H, mask, COMPUTE))
+        i = _sigmoid(_pre(xw, hw, gates + (G - 3) * H, mask, k, COMPUTE))
         c = i * u + g * c
         if STORE_ACT:
             tl.store(act + gates + (G - 3) * H, i.to(act.dtype.element_ty), mask=mask)
@@ -239,12 +241,12 @@ def _gru_forward_step(xw, hw, keep, h_prev, b_hn, act, a_n, h_out, H,
         k = tl.load(keep + row).to(COMPUTE)
     else:
         k = 1.0
-    f = _main_gate(_load(xw + gates, mask, COMPUTE) + k * _load(hw + gates, mask, COMPUTE), mask, CUMAX)
+    f = _main_gate(_pre(xw, hw, gates, mask, k, COMPUTE), mask, CUMAX)
     if AUX != 0:
-        a = _sigmoid(_load(xw + gates + H, mask, COMPUTE) + k * _load(hw + gates + H, mask, COMPUTE))
+        a = _sigmoid(_pre(xw, hw, gates + H, mask, k, COMPUTE))
     else:
         a = f  # unused
-    s = _sigmoid(_load(xw + gates + (G - 2) * H, mask, COMPUTE) + k * _load(hw + gates + (G - 2) * H, mask, COMPUTE))
+    s = _sigmoid(_pre(xw, hw, gates + (G - 2) * H, mask, k, COMPUTE))
     an = k * _load(hw + gates + (G - 1) * H, mask, COMPUTE)
     if HAS_BIAS:
         an += _load(b_hn + cols, mask, COMPUTE)
