@@ -35,3 +35,15 @@ def test_targets_follow_the_issue():
         ("lstm", "step", 1, "forward"): False,
         ("ur-gru", "step", 1, "forward"): True,
     }
+
+
+def test_the_gpu_target_is_ur_lstm_training_at_the_sequence_shapes():
+    rows = [
+        _row("torch.nn.LSTM", "lm", 1.0, 1.0),
+        _row("ur-lstm", "smnist", 0.1, 0.8),  # met: forward is no GPU target
+        _row("ur-lstm", "lm", 2.0, 0.79),
+        _row("ur-lstm", "step", 0.1, 0.1),  # one step: no GPU target
+        _row("ur-gru", "rl", 0.1, 0.1),  # other presets: measured, no target
+    ]
+    checks = {(c["shape"], c["measure"]): (c["target"], c["met"]) for c in bench.check_cuda_targets(rows)}
+    assert checks == {("smnist", "train"): (0.8, True), ("lm", "train"): (0.8, False)}

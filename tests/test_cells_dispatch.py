@@ -294,14 +294,17 @@ def test_gru_returns_h_n_like_torch_and_takes_it_back():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("with_resets", [False, True])
 @pytest.mark.parametrize("name", PRESETS)
-def test_cuda_runs_the_pytorch_loop_and_matches_the_reference(name):
-    """On a GPU the cells run their PyTorch-ops loop (correct, not fast): held to the reference."""
+def test_cuda_runs_its_backend_and_matches_the_reference(name, with_resets, monkeypatch):
+    """On a GPU: cuDNN for the torch equations without resets, else Triton (with the gpu extra) or
+    the PyTorch-ops loop; each held to the CPU reference."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # cuDNN's RNNs would use TF32
     torch.manual_seed(4)
     T, B, I, H = 7, 3, 4, 8
     rnn = build_rnn(name, I, H, num_layers=2)
     x = torch.randn(T, B, I)
-    resets = torch.rand(T, B) < 0.25
+    resets = (torch.rand(T, B) < 0.25) if with_resets else None
 
     def run(model, fn, device):
         xx = x.to(device).requires_grad_()
@@ -311,9 +314,12 @@ def test_cuda_runs_the_pytorch_loop_and_matches_the_reference(name):
 
     ref = run(rnn, lambda m, xx: reference_rnn(m, xx, None, resets), "cpu")
     gpu = rnn.cuda()
+    gpu_resets = resets.cuda() if resets is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dispatch.NativeFallbackWarning)
-        out = run(gpu, lambda m, xx: (lambda y, s: (y, as_tuple(s)))(*m(xx, resets=resets.cuda())), "cuda")
-    assert gpu.backend() == "torch"
+        out = run(gpu, lambda m, xx: (lambda y, s: (y, as_tuple(s)))(*m(xx, resets=gpu_resets)), "cuda")
+    triton = dispatch.triton_refusal(x.cuda()) is None
+    expected = "cudnn" if name in ("lstm", "gru") else ("triton" if triton else "torch")
+    assert gpu.backend() == expected, gpu.backend_reason()
     for a, b in zip(out, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -5,11 +5,14 @@ step; here the forward saves the gate activations and the backward runs its own 
 per step for ``dh``), then computes ``dW_hh``, ``dW_ih`` and ``dx`` with one GEMM each over all
 steps.
 
-Two backends run the loops, with the same equations as the step-by-step cells of
+Three backends run the loops, with the same equations as the step-by-step cells of
 :mod:`memory_agents.cells.cells`:
 
 - :class:`~memory_agents.cells._native.NativeKernels` (float32 CPU, when the C code could be
   built): the whole loop in C, input projection included, so no (T, B, G*H) buffer exists;
+- :class:`~memory_agents.cells.triton_kernels.TritonKernels` (CUDA, with ``triton`` installed):
+  the input projection of all T steps in one GEMM, then per step ``h @ W_hh`` and one fused
+  Triton launch (forward and backward);
 - :class:`TorchPointwise` (any dtype or device): the input projection of all T steps in one GEMM,
   then a Python loop of ``h @ W_hh`` plus the pointwise update in PyTorch ops.
 
@@ -163,9 +166,12 @@ class TorchPointwise:
 
 def _step_masks(keep) -> list:
     """Per-step (B, 1) keep masks, None at steps where no sequence resets (most steps in RL
-    batches), so those steps skip the two mask multiplies."""
+    batches), so those steps skip the two mask multiplies. Off the CPU every step keeps its mask:
+    finding the steps without a reset would wait for the device (``.tolist()``)."""
     if keep is None:
         return _NO_MASKS
+    if not keep.is_cpu:
+        return keep.unbind(0)
     has_reset = (keep == 0).any(dim=2).any(dim=1).tolist()
     return [k if reset else None for k, reset in zip(keep.unbind(0), has_reset)]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
 import torch
-from torch import nn
+from torch import _VF, nn
 from torch.nn import functional as F
 
 from . import _native, dispatch
@@ -29,9 +30,11 @@ class GatedRNN(nn.Module):
     Each layer is a :class:`~memory_agents.cells.cells.GatedLSTMCell` or
     :class:`~memory_agents.cells.cells.GatedGRUCell` (their docstrings give the equations). Each
     layer's recurrence, input projection included, runs in a fast kernel with a hand-written
-    backward (:mod:`memory_agents.cells.kernels`): in C for float32 on the CPU, in PyTorch ops for
-    every other dtype and device (:meth:`backend` says which; :mod:`~memory_agents.cells.dispatch`
-    decides).
+    backward (:mod:`memory_agents.cells.kernels`): in C for float32 on the CPU, in Triton on CUDA
+    (with ``triton`` installed), in PyTorch ops for every other dtype and device. On CUDA, cells
+    with ``torch.nn.LSTM``'s or ``GRU``'s equations (``lstm``, ``gru``) run torch's fused RNN
+    (cuDNN) for calls without ``resets``. :meth:`backend` says which;
+    :mod:`~memory_agents.cells.dispatch` decides.
 
     Args:
         config: the cell's :class:`~memory_agents.cells.config.CellConfig`.
@@ -111,13 +114,25 @@ class GatedRNN(nn.Module):
         return [p for cell in self.cells for p in cell._parameters.values() if p is not None]
 
     def backend(self) -> str:
-        """What this module runs on its current device and dtype: ``"native"`` (the C kernels) or
-        ``"torch"`` (the PyTorch-ops loops); :meth:`backend_reason` says why."""
-        return "native" if dispatch.native_refusal(*self._operands()) is None else "torch"
+        """What this module runs on its current device and dtype: ``"native"`` (the C kernels),
+        ``"triton"`` (the Triton kernels), ``"cudnn"`` (torch's fused RNN, for the ``lstm`` /
+        ``gru`` equations on CUDA; their calls with ``resets`` run Triton) or ``"torch"`` (the
+        PyTorch-ops loops); :meth:`backend_reason` says why."""
+        operands = self._operands()
+        if dispatch.uses_cudnn(self.config, None, operands[0]):
+            return "cudnn"
+        return dispatch.choose(*operands)[0]
 
     def backend_reason(self) -> str:
-        """Why this module runs PyTorch ops, or where its C kernels came from."""
-        return dispatch.native_refusal(*self._operands()) or _native.backend_reason()
+        """Why this module runs what :meth:`backend` says, or where its C kernels came from."""
+        operands = self._operands()
+        backend, reason = dispatch.choose(*operands)
+        if dispatch.uses_cudnn(self.config, None, operands[0]):
+            return ("torch's fused _VF.lstm / _VF.gru (cuDNN): this cell has torch.nn.LSTM's / GRU's equations; "
+                    f"calls with resets run {backend}" + (f" ({reason})" if reason else ""))
+        if backend == "triton":
+            return "Triton kernels: one GEMM and one fused Triton launch per step"
+        return reason or _native.backend_reason()
 
     def initial_state(self, batch_size: int, device=None, dtype=None):
         """Zeros in the structure ``forward`` takes: ``(h, c)`` (LSTM family) or ``h`` (GRU family)."""
@@ -240,16 +255,50 @@ class GatedRNN(nn.Module):
             if out is not None:
                 return out
         x, state, keep, unbatched = self._prepare(input, state, resets)
-        finals = []
-        for layer in range(self.num_layers):
-            x, final, _ = self._run_layer(layer, x, state, keep)
-            finals.append(final)
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)
-        new_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.num_state_tensors))
+        if dispatch.uses_cudnn(self.config, keep, x):
+            x, new_state = self._run_cudnn(x, state)
+        else:
+            finals = []
+            for layer in range(self.num_layers):
+                x, final, _ = self._run_layer(layer, x, state, keep)
+                finals.append(final)
+                if self.dropout and self.training and layer < self.num_layers - 1:
+                    x = F.dropout(x, self.dropout, training=True)
+            new_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.num_state_tensors))
         if unbatched:
             return x.squeeze(1), self._public_state(tuple(s.squeeze(1) for s in new_state))
         return (x.transpose(0, 1) if self.batch_first else x), self._public_state(new_state)
+
+    def _run_cudnn(self, x, state):
+        """All layers in torch's fused RNN (cuDNN on CUDA): x (T, B, I) -> (ys, state tuple).
+
+        Our blocks are torch's, reordered (see :func:`from_torch`); the reordered copies are made
+        on every call, so autograd reaches the parameters, and torch's fused backward runs."""
+        H, order = self.hidden_size, (_LSTM_FROM_TORCH if self.is_lstm else _GRU_FROM_TORCH)
+        weights = []
+        for cell in self.cells:
+            weights += [_permute_blocks(cell.weight_ih, order, H), _permute_blocks(cell.weight_hh, order, H)]
+            if cell.bias is not None:
+                b_ih = _permute_blocks(cell.bias, order, H)
+                if self.is_lstm:  # our one bias is torch's b_ih + b_hh
+                    b_hh = torch.zeros_like(b_ih)
+                else:  # the candidate's hidden bias sits inside the reset gate's product
+                    b_hh = torch.cat([b_ih.new_zeros(2 * H), cell.bias_hn])
+                weights += [b_ih, b_hh]
+        has_bias = self.cells[0].bias is not None
+        dropout = self.dropout if self.training else 0.0
+        state = tuple(s.contiguous() for s in state)
+        with warnings.catch_warnings():
+            # cuDNN copies weights that are not in its flat buffer, and says so with advice for
+            # torch.nn.LSTM (flatten_parameters) that does not apply: ours are reordered per call.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            if self.is_lstm:
+                ys, h_n, c_n = _VF.lstm(x, state, weights, has_bias, self.num_layers, dropout, self.training,
+                                        False, False)
+                return ys, (h_n, c_n)
+            ys, h_n = _VF.gru(x, state[0], weights, has_bias, self.num_layers, dropout, self.training, False,
+                              False)
+            return ys, (h_n,)
 
     def _one_step(self, input, state):
         """One time step without autograd (what an RL env runner calls) through the one-step C
@@ -269,7 +318,7 @@ class GatedRNN(nn.Module):
                 return None
             if any(s.shape != (L, B, H) for s in state):
                 return None
-        if dispatch.native_refusal(input, *state, *self._operands()) is not None:
+        if dispatch.choose(input, *state, *self._operands())[0] != "native":
             return None  # the general path checks the operands, warns if it must, and runs them
         state = tuple(s.contiguous() for s in state)
         x = input[:, 0] if self.batch_first else input[0]
