@@ -106,6 +106,11 @@ def train_seed(seed: int, args: Args) -> Dict[str, Any]:
     hit = first_reach(evaluations, args.target)
     return {
         "seed": seed, "config": str(path), "overrides": args.config or None,
+        # What the run trained with (the defaults change; the knobs override them).
+        "settings": {"algo": config.algo_class.__name__, "num_env_runners": config.num_env_runners,
+                     "num_envs_per_env_runner": config.num_envs_per_env_runner,
+                     "num_learners": config.num_learners, "train_batch_size": config.total_train_batch_size,
+                     "minibatch_size": config.minibatch_size, "num_epochs": config.num_epochs},
         "build_seconds": round(build_s, 1),
         "steps_to_target": hit["env_steps"] if hit else None,
         "minutes_to_target": round(hit["seconds"] / 60, 2) if hit else None,

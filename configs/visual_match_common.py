@@ -11,11 +11,12 @@ MEMORY_AGENTS_SEED                    0          RLlib seed (envs, weights, samp
 MEMORY_AGENTS_HIDDEN                  128        recurrent hidden size
 MEMORY_AGENTS_TIMESTEPS               1000000    stop after this many env steps
 MEMORY_AGENTS_NUM_ENVS                64         vectorised envs per env runner
-MEMORY_AGENTS_NUM_ENV_RUNNERS         0          remote env runners (0: sample in the trainer)
-MEMORY_AGENTS_NUM_LEARNERS            2          learner processes sharing each minibatch
+MEMORY_AGENTS_NUM_ENV_RUNNERS         1          remote env runners (0: sample in the trainer)
+MEMORY_AGENTS_NUM_LEARNERS            0          learner processes sharing each minibatch
                                                  (one CPU each; 0: learn in the trainer)
-MEMORY_AGENTS_OVERLAP_SAMPLING        0          1: remote runners sample the next batch while
-                                                 the learner trains on this one (OverlapPPO)
+MEMORY_AGENTS_OVERLAP_SAMPLING        1          remote runners sample the next batch while
+                                                 the learner trains on this one (OverlapPPO;
+                                                 0: sample, then learn, as RLlib's PPO)
 MEMORY_AGENTS_EVAL_INTERVAL           10         greedy evaluation every N iterations (0: off)
 MEMORY_AGENTS_COLOUR_ORDER            fixed      the reward room's colours: "fixed" (red,
                                                  green, blue: the easier variant, which the

@@ -41,11 +41,12 @@ def test_throughput_runs_all_three_sides_and_reports_both_ratios(tmp_path):
     assert settings["reference"]["model_config"]["vf_share_layers"] is True
     assert settings["ours_at_reference"]["model_config"]["conv_filters"] == [[16, 3, 1], [32, 3, 1]]
     assert settings["ours_at_reference"]["num_env_runners"] == 0
-    # The reference learns in its trainer process, and so does ours at its settings; the
-    # shipped config shares each batch between 2 learner processes.
-    assert settings["reference"]["num_learners"] == settings["ours_at_reference"]["num_learners"] == 0
-    assert settings["shipped"]["num_learners"] == 2
-    assert settings["shipped"]["train_batch_size"] == 2 * settings["shipped"]["train_batch_size_per_learner"] == 4 * 60
+    # All three learn in their trainer process; the shipped config samples the next batch in
+    # a remote env runner meanwhile (OverlapPPO), the other two sample, then learn.
+    assert all(settings[s]["num_learners"] == 0 for s in settings)
+    assert settings["shipped"]["algo"] == "OverlapPPO" and settings["shipped"]["num_env_runners"] == 1
+    assert settings["reference"]["algo"] == settings["ours_at_reference"]["algo"] == "PPO"
+    assert settings["shipped"]["train_batch_size"] == settings["shipped"]["train_batch_size_per_learner"] == 4 * 60
     # The reference's sequences are the episode (60); the shipped config adds the bootstrap step.
     assert settings["reference"]["model_config"]["max_seq_len"] == 60
     assert settings["ours_at_reference"]["model_config"]["max_seq_len"] == 60

@@ -31,24 +31,27 @@ def test_config_defaults_cover_a_whole_episode():
     # The episode plus the learner's bootstrap step: one sequence per episode, no chunk of
     # one real step padded to a whole sequence.
     assert spec.model_config["max_seq_len"] == 15 + 15 + 15 + 1
-    # The batch is 64 whole episodes per env runner: 1 per env at the default 64 envs. Two
-    # learner processes share it (RLlib's sizes are per learner): 32 episodes each.
+    # The batch is 64 whole episodes per env runner: 1 per env at the default 64 envs. One
+    # remote runner samples the next batch (OverlapPPO) while the learner, inside the trainer
+    # process, trains on this one: one CPU each.
     assert config.num_envs_per_env_runner == 64
-    assert config.num_learners == 2 and config.num_cpus_per_learner == 1
-    assert config.num_cpus_for_main_process == 0  # it samples only while the learners wait
-    assert config.total_train_batch_size == 64 * 45
-    assert config.train_batch_size_per_learner == 32 * 45
+    assert config.num_env_runners == 1 and config.algo_class.__name__ == "OverlapPPO"
+    assert config.num_learners == 0 and config.num_cpus_for_main_process == 1
+    assert config.total_train_batch_size == config.train_batch_size_per_learner == 64 * 45
     assert memory_agent_config(ENV, num_envs_per_env_runner=16).total_train_batch_size == 64 * 45
     assert memory_agent_config(ENV, num_env_runners=3).total_train_batch_size == 3 * 64 * 45
+    # No remote runner: RLlib's PPO (nothing to overlap with), the same batch.
+    local = memory_agent_config(ENV, num_env_runners=0)
+    assert local.algo_class.__name__ == "PPO" and local.total_train_batch_size == 64 * 45
     # Minibatches of 8 whole episodes in the learner's steps (46 per episode with its bootstrap
-    # step), 4 on each learner, so RLlib's cut (sequences * minibatch / steps, rounded down)
-    # gives exactly 8 per epoch on each.
-    assert config.minibatch_size == 4 * 46
-    assert 32 // int(32 * config.minibatch_size / (32 * 46)) == 8
-    # One learner in the trainer process: the whole batch, minibatches of 8 episodes.
-    single = memory_agent_config(ENV, num_learners=0)
-    assert single.train_batch_size_per_learner == 64 * 45 and single.minibatch_size == 8 * 46
-    assert single.num_cpus_for_main_process == 1
+    # step), so RLlib's cut (sequences * minibatch / steps, rounded down) gives exactly 8.
+    assert config.minibatch_size == 8 * 46
+    assert 64 // int(64 * config.minibatch_size / (64 * 46)) == 8
+    # Two learner processes share it (RLlib's sizes are per learner): 32 episodes and
+    # minibatches of 4 each; they take a CPU each, none left for the trainer without overlap.
+    shared = memory_agent_config(ENV, num_learners=2, overlap_sampling=False)
+    assert shared.num_cpus_per_learner == 1 and shared.num_cpus_for_main_process == 0
+    assert shared.train_batch_size_per_learner == 32 * 45 and shared.minibatch_size == 4 * 46
     # A batch of fewer than 8 episodes still gets one whole episode per minibatch, not none.
     assert memory_agent_config(ENV, train_batch_size=4 * 45).minibatch_size == 46
     # Totals that do not split evenly round up; a bad learner count is refused.

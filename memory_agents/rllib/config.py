@@ -3,10 +3,10 @@
 `memory_agent_config(...)` returns a ready `PPOConfig` (or APPO/IMPALA) for any Gymnasium
 env id; `configs/*.py` call it, and so does `rllib train --algo ... --env ...`.
 
-Defaults fit a 2-core laptop: no remote env runners (the driver samples), a few vectorised
-envs, one local learner. On a cluster raise ``num_env_runners`` (one CPU each) and
-``num_learners`` and scale the batch with them. (On a GPU learner the cells run their per-step
-PyTorch-ops loop: correct, not yet fast.)
+Defaults fit a 2-core laptop: one remote env runner that samples the next batch on one core
+while the learner, inside the trainer process, trains on the other (`OverlapPPO`). On a
+cluster raise ``num_env_runners`` (one CPU each; the batch grows with them) and
+``num_learners``. (On a GPU learner the cells run cuDNN or their Triton kernels.)
 """
 
 from __future__ import annotations

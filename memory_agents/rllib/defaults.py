@@ -29,24 +29,27 @@ EMBED_DIM = 256
 #: forward) are shared by 4x as many envs: 0.25 s per 3,840-step batch (32 envs: 0.30 s;
 #: 16 envs: 0.5-0.7 s).
 NUM_ENVS_PER_ENV_RUNNER = 64
-#: Remote env runners. 0 samples in the trainer process (a cluster raises this, one CPU per
-#: runner; the batch grows with them).
-NUM_ENV_RUNNERS = 0
-#: Learner processes (Ray actors, one torch thread each; torch DDP averages their gradients
-#: over gloo). Each trains on its half of every minibatch, so the update is the one of a
-#: single learner on the whole minibatch, in about half the time: the update is ~85% of a
-#: PPO iteration here, and with 0 (the learner inside the trainer process) one core idles
-#: through it. Sampling and updates still alternate, so the trial reserves one CPU per
-#: learner and none for the trainer (`memory_agent_config`). 0: one learner in the trainer
-#: process (RLlib's default).
-NUM_LEARNERS = 2
+#: Remote env runners: one, so that sampling runs on the second core while the trainer
+#: process learns (OVERLAP_SAMPLING). A cluster raises this, one CPU per runner; the batch
+#: grows with them. 0 samples in the trainer process.
+NUM_ENV_RUNNERS = 1
+#: Learner processes (Ray actors, one CPU and one torch thread each; torch DDP averages their
+#: gradients). 0: one learner inside the trainer process (RLlib's default). Two learners
+#: sharing every minibatch were slower here than one, on a quiet 2-core machine
+#: (benchmarks/rl_throughput.py, one run each, 2026-12-01): 1,837 env steps/s with 2 learners
+#: against 1,996 with 0 (both sampling in the trainer). Halving a minibatch of 8 episodes
+#: hardly shortens the core's 61 sequential steps, and DDP adds an all-reduce per update. On
+#: a cluster or a GPU, raise it.
+NUM_LEARNERS = 0
 #: PPO with remote env runners: sample the next batch while the learner trains on this one
-#: (`memory_agents.rllib.overlap.OverlapPPO`). Off: sampling is now ~1/4 of an iteration, and
-#: with the second core busy (other jobs here) overlapping gained only 4% (3,808 vs 3,658
-#: steps/s, one run); it makes the behaviour policy one update stale, and DeepMind's release
-#: trains batched and synchronous (tvt/main.py: "Batched synchronous actor/learner
-#: training", one update per batch of 16 whole episodes), as PPO here does.
-OVERLAP_SAMPLING = False
+#: (`memory_agents.rllib.overlap.OverlapPPO`). On: on a quiet 2-core machine it trained at
+#: 2,622 env steps/s against 1,996 without (benchmarks/rl_throughput.py), and steps to 90%
+#: on delay 30 (fixed colours) were 538k and 518k on seeds 1 and 2 (synchronous: 749k and
+#: > 1.5M), seed 0 > 1M (synchronous: 595k): the one-update-stale behaviour policy cost no
+#: visible sample efficiency at 3 seeds (README, "Wall time to solve"). DeepMind's release
+#: trains synchronously (tvt/main.py: "Batched synchronous actor/learner training"); set
+#: MEMORY_AGENTS_OVERLAP_SAMPLING=0 for that.
+OVERLAP_SAMPLING = True
 #: PPO: 8 epochs x 8 minibatches at lr 1e-3 reached 90% at ~450k steps on delay 30;
 #: 4 x 4 at 5e-4 stalled near 65%.
 LR = 1e-3
