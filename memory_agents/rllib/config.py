@@ -215,9 +215,9 @@ def apply_model_options(config):
                              f"(ReconstructionPPOLearner), but the config has one already: "
                              f"{learner!r}; subclass ReconstructionPPOLearner instead")
         if learner is None:
-            config.training(learner_class=ReconstructionPPOLearner)
+            config.learners(learner_class=ReconstructionPPOLearner)
     elif learner is ReconstructionPPOLearner:
-        config.training(learner_class=None)
+        config.learners(learner_class=None)
     return config
 
 

@@ -238,10 +238,13 @@ def prev_action_reward_observation(obs: Any, prev_action: Optional[int], prev_re
                                    action_space: gym.spaces.Discrete) -> Dict[str, np.ndarray]:
     """One observation as RLlib's `PrevActionsPrevRewards` connector writes it into an
     episode: the env's observation, the one-hot previous action (all zeros before the first
-    action) and the previous reward (0.0 before the first step). `rllib evaluate` uses it."""
-    one_hot = np.zeros(int(action_space.n), dtype=np.float32)
+    action) and the previous reward (0.0 before the first step). `rllib evaluate` uses it.
+
+    Shapes as the connector makes them: the actions (1, n_actions) -- one stacked previous
+    action, although its space says (n_actions,) -- and the rewards (1,)."""
+    one_hot = np.zeros((1, int(action_space.n)), dtype=np.float32)
     if prev_action is not None:
-        one_hot[int(prev_action)] = 1.0
+        one_hot[0, int(prev_action)] = 1.0
     return {
         ORIG_OBS_KEY: np.asarray(obs),
         PREV_ACTIONS_KEY: one_hot,
@@ -344,7 +347,8 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
 
     Inputs: ``batch[Columns.OBS]`` of shape (B, T, *obs_shape) -- or, behind RLlib's
     `PrevActionsPrevRewards` connector, a dict of ``_orig_obs`` (B, T, *obs_shape),
-    ``prev_n_actions`` (B, T, n_actions) and ``prev_n_rewards`` (B, T, 1) -- and
+    ``prev_n_actions`` (B, T, 1, n_actions) or (B, T, n_actions) and ``prev_n_rewards``
+    (B, T, 1) -- and
     ``batch[Columns.STATE_IN]``, a dict ``{"h": (B, L, H)}`` (GRU family) or
     ``{"h": ..., "c": ...}`` (LSTM family), L = num_layers, H = hidden_size.
     Outputs: ``Columns.ACTION_DIST_INPUTS`` (B, T, n_logits) and ``Columns.STATE_OUT``
@@ -497,9 +501,18 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
         batch_time = image.shape[: image.dim() - len(self._encoder.obs_shape)]
         targets = {"image": self._encoder.scaled(image).reshape(*batch_time, -1)}
         if self._has_prev_inputs:
-            targets["action"] = obs[PREV_ACTIONS_KEY].float()
-            targets["reward"] = obs[PREV_REWARDS_KEY].float()[..., 0]
+            prev_actions, prev_rewards = self._prev_action_reward(obs, batch_time)
+            targets["action"] = prev_actions.float()
+            targets["reward"] = prev_rewards.float()[..., 0]
         return targets
+
+    @staticmethod
+    def _prev_action_reward(obs: Dict[str, torch.Tensor], batch_time) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, n_actions) previous actions and (B, T, 1) previous rewards. The connector
+        stacks its one previous action as (1, n_actions) per step (its space says
+        (n_actions,)): flatten whatever comes after (B, T)."""
+        return (obs[PREV_ACTIONS_KEY].reshape(*batch_time, -1),
+                obs[PREV_REWARDS_KEY].reshape(*batch_time, -1))
 
     @override(ValueFunctionAPI)
     def compute_values(
@@ -521,7 +534,8 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
         one-hot last action and the last reward, as tvt/rma.py:456 concatenates them."""
         x = encoder(obs[ORIG_OBS_KEY] if self._has_prev_inputs else obs)
         if self.prev_action_reward:
-            x = torch.cat([x, obs[PREV_ACTIONS_KEY].to(x.dtype), obs[PREV_REWARDS_KEY].to(x.dtype)], dim=-1)
+            prev_actions, prev_rewards = self._prev_action_reward(obs, x.shape[:-1])
+            x = torch.cat([x, prev_actions.to(x.dtype), prev_rewards.to(x.dtype)], dim=-1)
         return x
 
     def _unroll(self, batch: Dict[str, Any], return_core_input: bool = False):
