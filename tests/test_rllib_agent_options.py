@@ -272,6 +272,27 @@ def test_knobs_and_flags(monkeypatch):
     assert defaults.prev_action_reward is False and defaults.reconstruction_weight == 0.0
 
 
+def test_rllib_train_config_overrides_set_the_options(tmp_path, capsys):
+    """`rllib train file ... --config '{"model_config": {...}}'` changes the options after the
+    config was built: validate_config wires them again; a bad value is one line, exit 2."""
+    import ray
+
+    from memory_agents.cli import main
+    from memory_agents.rllib import train as training
+    from memory_agents.rllib.config import prev_action_reward_connector
+
+    config = memory_agent_config(ENV, env_config=ENV_CONFIG)
+    training.apply_overrides(config, {"model_config": {"prev_action_reward": True, "reconstruction_weight": {"image": 1}}})
+    training.validate_config(config)
+    assert config._env_to_module_connector is prev_action_reward_connector
+    assert config.learner_class is ReconstructionPPOLearner
+    code = main(["train", "file", "ppo_passive_match_ur_lstm", "--storage-path", str(tmp_path),
+                 "--config", '{"model_config": {"reconstruction_weight": {"image": 1, "rewards": 1}}}'])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown model_config['reconstruction_weight'] key 'rewards'. Did you mean 'reward'" in err
+    assert "Traceback" not in err and not ray.is_initialized() and not any(tmp_path.iterdir())
+
+
 def test_match_refuses_a_negative_weight_before_ray_starts(tmp_path, capsys):
     import ray
 
