@@ -23,6 +23,15 @@ MEMORY_AGENTS_COLOUR_ORDER            fixed      the reward room's colours: "fix
                                                  shipped PPO settings learn), "instance" (the
                                                  release's rule: one order per env instance)
                                                  or "episode" (one per episode)
+MEMORY_AGENTS_PREV_ACTION_REWARD      0          1: the one-hot last action and the last
+                                                 reward are inputs of the core (the TVT
+                                                 release's agent; model_config
+                                                 prev_action_reward)
+MEMORY_AGENTS_RECONSTRUCTION          0          weight of the auxiliary reconstruction loss
+                                                 (image, last action, last reward), in
+                                                 multiples of the release's weights (1 = the
+                                                 release's; 0 = off; model_config
+                                                 reconstruction_weight)
 ====================================  =========  =============================================
 
 Example::
@@ -75,6 +84,8 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         num_learners=env_knob("MEMORY_AGENTS_NUM_LEARNERS", defaults.NUM_LEARNERS),
         overlap_sampling=env_knob("MEMORY_AGENTS_OVERLAP_SAMPLING", defaults.OVERLAP_SAMPLING, bool),
         evaluation_interval=env_knob("MEMORY_AGENTS_EVAL_INTERVAL", defaults.EVALUATION_INTERVAL),
+        prev_action_reward=env_knob("MEMORY_AGENTS_PREV_ACTION_REWARD", defaults.PREV_ACTION_REWARD, bool),
+        reconstruction_weight=env_knob("MEMORY_AGENTS_RECONSTRUCTION", defaults.RECONSTRUCTION_WEIGHT, float),
     )
     stop = {defaults.STOP_KEY: env_knob("MEMORY_AGENTS_TIMESTEPS", defaults.TIMESTEPS)}
     return config, stop

@@ -21,6 +21,12 @@ checkpoint (every ``--checkpoint-freq`` iterations and every 5 minutes)::
 
     python -m memory_agents.experiments.match --cells lstm,ur-lstm --delays 30 --resume
 
+The agent options of DeepMind's TVT release (README, "Agent options"): the last action and
+reward as core inputs, and the auxiliary reconstruction loss (1 = the release's weights)::
+
+    python -m memory_agents.experiments.match --cells ur-lstm --delays 30 \
+        --prev-action-reward --reconstruction-weight 1
+
 Re-plot a finished (or interrupted) experiment without training::
 
     python -m memory_agents.experiments.match --plot-only ~/ray_results/match
@@ -82,6 +88,11 @@ class Args:
     """the reward room's colours: fixed (easier), instance (the release's rule) or episode"""
     entropy_coeff: float = defaults.ENTROPY_COEFF
     """PPO entropy bonus (the released A2C agent used 0.05)"""
+    prev_action_reward: bool = defaults.PREV_ACTION_REWARD
+    """the one-hot last action and the last reward are inputs of the core (the TVT release's agent)"""
+    reconstruction_weight: float = defaults.RECONSTRUCTION_WEIGHT
+    """auxiliary reconstruction loss (image, last action, last reward), in multiples of the
+    release's weights (1: the release's; 0: off)"""
     eval_interval: int = defaults.MATCH_EVALUATION_INTERVAL
     """greedy evaluation every N training iterations"""
     eval_episodes: int = defaults.EVALUATION_EPISODES
@@ -158,6 +169,9 @@ def train_trial(params: Dict[str, Any]) -> None:
         entropy_coeff=params["entropy_coeff"],
         evaluation_interval=params["eval_interval"],
         evaluation_episodes=params["eval_episodes"],
+        # .get: grids started before these options have no such keys.
+        prev_action_reward=params.get("prev_action_reward", defaults.PREV_ACTION_REWARD),
+        reconstruction_weight=params.get("reconstruction_weight", defaults.RECONSTRUCTION_WEIGHT),
     )
     algo = config.build_algo()
     tag = f"[{params['cell']} delay={params['delay']} seed={params['seed']}]"
@@ -221,10 +235,12 @@ def run_grid(args: Args):
                          f"choose another --experiment-name")
     cells = [check_cell_name(c.strip()) for c in args.cells.split(",") if c.strip()]
     delays = [int(d) for d in args.delays.split(",")]
-    # Resources of one trial = those of one PPO algorithm with these settings.
+    # Resources of one trial = those of one PPO algorithm with these settings; building it
+    # also checks the agent options before Ray starts.
     probe = memory_agent_config(
         TASK_IDS[args.task], cell=cells[0], env_config={"distractor_steps": delays[0]},
-        num_envs_per_env_runner=args.num_envs,
+        num_envs_per_env_runner=args.num_envs, prev_action_reward=args.prev_action_reward,
+        reconstruction_weight=args.reconstruction_weight,
     )
     trainable = tune.with_resources(train_trial, PPO.default_resource_request(probe))
     init_ray(args.ray_address or None, torch_threads=args.torch_threads)
@@ -244,7 +260,7 @@ def run_grid(args: Args):
             "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "train_batch_size",
             "minibatch_size",
             "colour_order", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
-            "torch_threads")},
+            "torch_threads", "prev_action_reward", "reconstruction_weight")},
     }
     tuner = tune.Tuner(
         trainable,

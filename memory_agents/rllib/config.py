@@ -23,6 +23,7 @@ from memory_agents.rllib.module import (
     RecurrentCellAPPOModule,
     RecurrentCellModule,
     check_model_config,
+    needs_prev_action_reward,
     unknown_key_error,
 )
 
@@ -148,6 +149,78 @@ def module_spec(
     return RLModuleSpec(module_class=module_class, model_config=model_config)
 
 
+def prev_action_reward_connector(env=None, spaces=None, device=None):
+    """The env-to-module connector of the ``prev_action_reward`` option (and of the action and
+    reward reconstructions): RLlib's `PrevActionsPrevRewards`, one previous action (one-hot)
+    and reward. It writes them into each episode's observations, so the learner's batches
+    hold them too; RLlib says it does not work in a learner pipeline, and it need not.
+    A module-level function, so that configs and checkpoints pickle it by name."""
+    from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
+
+    return PrevActionsPrevRewards(n_prev_actions=1, n_prev_rewards=1)
+
+
+def apply_model_options(config):
+    """Sets what the module's agent options need on an AlgorithmConfig; returns it.
+
+    - ``prev_action_reward`` (and the action/reward terms of ``reconstruction_weight``):
+      the env-to-module connector `prev_action_reward_connector` (a Discrete action space);
+    - ``reconstruction_weight`` > 0: the learner class
+      `memory_agents.rllib.learner.ReconstructionPPOLearner` (PPO only).
+
+    Options turned off remove what this function set before (not what a user set by hand).
+    Checks the options first: a ValueError, before anything is built, names a bad value, an
+    algorithm or action space they do not work with, or a connector or learner class of the
+    user's own that they would replace. `memory_agent_config` and `rllib train` call it.
+    """
+    spec = config._rl_module_spec
+    if spec is None or not (isinstance(spec.module_class, type)
+                            and issubclass(spec.module_class, RecurrentCellModule)):
+        return config
+    from ray.rllib.algorithms.ppo import PPO
+
+    from memory_agents.rllib.learner import ReconstructionPPOLearner
+
+    cfg = check_model_config(spec.model_config)
+    needs_connector = needs_prev_action_reward(cfg)
+    reconstructs = any(w > 0 for w in cfg["reconstruction_weight"].values())
+    if reconstructs and not issubclass(config.algo_class, PPO):
+        raise ValueError(f"model_config['reconstruction_weight'] trains through PPO's learner "
+                         f"(ReconstructionPPOLearner); {config.algo_class.__name__} has no such "
+                         f"learner here: use PPO or set reconstruction_weight to 0")
+    if needs_connector and isinstance(config.env, str):
+        instance = make_env(config.env, config.env_config)
+        action_space = instance.action_space
+        instance.close()
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"model_config['prev_action_reward'] and the action/reward "
+                             f"reconstructions need a Discrete action space (a one-hot last "
+                             f"action); {config.env} has {action_space}")
+
+    connector = config._env_to_module_connector
+    if needs_connector:
+        if connector not in (None, prev_action_reward_connector):
+            raise ValueError(f"model_config['prev_action_reward'] sets the env-to-module connector "
+                             f"(RLlib's PrevActionsPrevRewards), but the config has one already: "
+                             f"{connector!r}; add PrevActionsPrevRewards to yours instead")
+        config.env_runners(env_to_module_connector=prev_action_reward_connector)
+    elif connector is prev_action_reward_connector:
+        config.env_runners(env_to_module_connector=None)
+
+    learner = config._learner_class
+    if reconstructs:
+        if learner is not None and not (isinstance(learner, type)
+                                        and issubclass(learner, ReconstructionPPOLearner)):
+            raise ValueError(f"model_config['reconstruction_weight'] sets the learner class "
+                             f"(ReconstructionPPOLearner), but the config has one already: "
+                             f"{learner!r}; subclass ReconstructionPPOLearner instead")
+        if learner is None:
+            config.learners(learner_class=ReconstructionPPOLearner)
+    elif learner is ReconstructionPPOLearner:
+        config.learners(learner_class=None)
+    return config
+
+
 def default_minibatch_size(train_batch_size: int, horizon: int) -> int:
     """An eighth of the batch's episodes per minibatch (why 8: `memory_agents.rllib.defaults`),
     at least one, in the learner's steps: RLlib cuts a sequence batch into minibatches of
@@ -179,6 +252,8 @@ def memory_agent_config(
     entropy_coeff: float = defaults.ENTROPY_COEFF,
     evaluation_interval: Optional[int] = defaults.EVALUATION_INTERVAL,
     evaluation_episodes: int = defaults.EVALUATION_EPISODES,
+    prev_action_reward: bool = defaults.PREV_ACTION_REWARD,
+    reconstruction_weight: Any = defaults.RECONSTRUCTION_WEIGHT,
 ):
     """An RLlib AlgorithmConfig (new API stack) that trains `RecurrentCellModule` on `env`.
 
@@ -193,13 +268,17 @@ def memory_agent_config(
     Seed `s` becomes RLlib seed ``s * SEED_STRIDE`` so that seeds get disjoint env streams.
     `overlap_sampling` (PPO with remote env runners): the runners sample the next batch
     while the learner trains on this one (`memory_agents.rllib.overlap.OverlapPPO`).
+    `prev_action_reward` and `reconstruction_weight` are the module's agent options of
+    DeepMind's TVT release (`memory_agents.rllib.module`); `apply_model_options` sets the
+    connector and learner class they need (a `model_config` entry wins over the argument).
     """
     algo = algo.upper()
     if algo not in SUPPORTED_ALGOS:
         raise ValueError(f"Unsupported algo {algo!r}; choose one of {SUPPORTED_ALGOS}")
     env = check_env_id(env)
     env_config = dict(env_config or {})
-    model_config = dict(model_config or {})
+    model_config = {"prev_action_reward": prev_action_reward,
+                    "reconstruction_weight": reconstruction_weight, **(model_config or {})}
     horizon = episode_length(env, env_config) or model_config.get("max_seq_len") or 256
     if "max_seq_len" not in model_config:
         # The episode plus the bootstrap step that the learner appends to every episode for
@@ -272,4 +351,4 @@ def memory_agent_config(
                 "metrics_num_episodes_for_smoothing": evaluation_episodes,
             },
         )
-    return config
+    return apply_model_options(config)

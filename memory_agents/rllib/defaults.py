@@ -62,6 +62,14 @@ ENTROPY_COEFF = 0.01
 #: Whole episodes per env runner per training batch (spread over its envs: 1 each at 64
 #: envs, 4 each at 16), so the batch grows with the runners on a cluster.
 EPISODES_PER_BATCH = 64
+#: Agent options of DeepMind's TVT release (`memory_agents.rllib.module`, README "Agent
+#: options"), both off: the one-hot last action and the last reward as inputs of the core
+#: (the release always feeds them, tvt/rma.py:444-458), and the auxiliary reconstruction
+#: loss, in multiples of the release's weights (1.0 = image 50 per pixel-mean, action 1,
+#: reward 1; tvt/rma.py:522-529). Their effect on Visual Match here is not measured yet
+#: (the measurement is pending), so the shipped agent stays the one measured above.
+PREV_ACTION_REWARD = False
+RECONSTRUCTION_WEIGHT = 0.0
 #: Greedy evaluation every N training iterations, over this many episodes.
 EVALUATION_INTERVAL = 10
 EVALUATION_EPISODES = 32

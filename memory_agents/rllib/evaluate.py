@@ -6,6 +6,9 @@ The path may be an Algorithm checkpoint (``checkpoint_000009``), the RLModule fo
 it, a Tune trial folder or an experiment folder (the newest checkpoint below it is used).
 The module is loaded with `RLModule.from_checkpoint`; episodes run one at a time, carrying
 the recurrent state from step to step, with greedy actions unless ``explore=True``.
+A module trained with the previous action and reward in its observations (the
+``prev_action_reward`` option, or the action/reward reconstructions) gets them here as
+RLlib's `PrevActionsPrevRewards` connector gave them in training (`module_observation`).
 Success is ``info["success"]`` (or last-phase reward >= 9) of each episode's last step;
 the 95% interval is Wilson's score interval.
 """
@@ -146,6 +149,18 @@ def _batch_state(state: Dict[str, np.ndarray]) -> Dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.asarray(v))[None] for k, v in state.items()}
 
 
+def module_observation(module, obs: Any, prev_action: Optional[Any], prev_reward: float):
+    """`obs` as the module's (B=1, T=1) input: the env's observation or, for a module that
+    takes the previous action and reward (a Dict observation space), the dict RLlib's
+    `PrevActionsPrevRewards` connector builds (`prev_action` None at an episode's start)."""
+    from memory_agents.rllib.module import prev_action_reward_observation
+
+    if not isinstance(module.observation_space, gym.spaces.Dict):
+        return torch.as_tensor(np.asarray(obs))[None, None]
+    items = prev_action_reward_observation(obs, prev_action, prev_reward, module.action_space)
+    return {key: torch.as_tensor(value)[None, None] for key, value in items.items()}
+
+
 def run_episodes(
     module,
     env: gym.Env,
@@ -171,9 +186,10 @@ def run_episodes(
             result.frames.append(env.render())
             result.frame_info.append({"step": 0, "phase": info.get("phase"), "reward": 0.0})
         done, total, step = False, 0.0, 0
+        prev_action, prev_reward = None, 0.0
         while not done:
             batch = {
-                Columns.OBS: torch.as_tensor(np.asarray(obs))[None, None],  # (B=1, T=1, ...)
+                Columns.OBS: module_observation(module, obs, prev_action, prev_reward),  # (B=1, T=1, ...)
                 Columns.STATE_IN: state,
             }
             with torch.no_grad():
@@ -191,6 +207,7 @@ def run_episodes(
             obs, reward, terminated, truncated, info = env.step(
                 int(action) if isinstance(env.action_space, gym.spaces.Discrete) else action
             )
+            prev_action, prev_reward = action, float(reward)
             total += float(reward)
             step += 1
             done = terminated or truncated
@@ -338,9 +355,10 @@ def evaluate_checkpoint(
     kwargs = {**trained_env_config, **(env_config or {})}
     render = gif is not None or png is not None
     instance = make_env(env_id, kwargs, render_mode="rgb_array" if render else None)
-    if instance.observation_space.shape != module.observation_space.shape:
+    expected = getattr(module, "env_observation_space", module.observation_space)
+    if instance.observation_space.shape != expected.shape:
         raise CheckpointError(
-            f"The checkpoint's module expects observations {module.observation_space}, "
+            f"The checkpoint's module expects observations {expected}, "
             f"but {env_id} gives {instance.observation_space}"
         )
     if probe:

@@ -119,8 +119,10 @@ def apply_overrides(config, overrides: Optional[Dict[str, Any]]):
 
 def validate_config(config) -> None:
     """Fails early, before Ray starts: an unregistered env id, a bad env_config key or
-    value, a bad model_config key or value (our module), settings RLlib rejects."""
-    from memory_agents.rllib.config import check_env_id, make_env
+    value, a bad model_config key or value (our module), settings RLlib rejects. Sets the
+    connector and learner class that the module's agent options need (`--config` may have
+    changed them since the config was built: `apply_model_options`)."""
+    from memory_agents.rllib.config import apply_model_options, check_env_id, make_env
     from memory_agents.rllib.module import RecurrentCellModule, check_model_config
 
     if isinstance(config.env, str):
@@ -134,6 +136,7 @@ def validate_config(config) -> None:
     ):
         spec.model_config = {**(spec.model_config or {}),
                              "conv_filters": check_model_config(spec.model_config)["conv_filters"]}
+        apply_model_options(config)
     try:
         config.validate()
     except Exception as err:  # RLlib raises ValueError and its own error types
