@@ -327,7 +327,11 @@ def small_config(num_learners=0, **options):
 def check_episode_inputs(algo):
     """The connector's values in the sampled episodes (what the learner's batch is built
     from): the one-hot of the action before, and the reward before."""
-    episodes = algo.env_runner.sample(num_timesteps=2 * EPISODE, random_actions=False)
+    sample = lambda runner: runner.sample(num_timesteps=2 * EPISODE, random_actions=False)  # noqa: E731
+    if algo.env_runner_group.num_remote_env_runners():  # the shipped default: one remote runner
+        (episodes,) = algo.env_runner_group.foreach_env_runner(sample, local_env_runner=False)
+    else:
+        episodes = sample(algo.env_runner)
     checked = 0
     for episode in episodes:
         observations, actions, rewards = episode.get_observations(), episode.get_actions(), episode.get_rewards()
