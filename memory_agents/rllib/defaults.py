@@ -45,8 +45,9 @@ NUM_LEARNERS = 0
 #: (`memory_agents.rllib.overlap.OverlapPPO`). On: on a quiet 2-core machine it trained at
 #: 2,622 env steps/s against 1,996 without (benchmarks/rl_throughput.py), and steps to 90%
 #: on delay 30 (fixed colours) were 538k and 518k on seeds 1 and 2 (synchronous: 749k and
-#: > 1.5M), seed 0 > 1M (synchronous: 595k): the one-update-stale behaviour policy cost no
-#: visible sample efficiency at 3 seeds (README, "Wall time to solve"). DeepMind's release
+#: > 1.5M), seed 0 > 1.5M (synchronous: 595k): one seed in three stuck on a plateau either
+#: way, so the one-update-stale behaviour policy cost no visible sample efficiency at 3 seeds
+#: (README, "Wall time to solve"). DeepMind's release
 #: trains synchronously (tvt/main.py: "Batched synchronous actor/learner training"); set
 #: MEMORY_AGENTS_OVERLAP_SAMPLING=0 for that.
 OVERLAP_SAMPLING = True
