@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from ._sequence_api import SequenceKernels
+
 _SOURCE = Path(__file__).with_name("sequence.c")  # includes pointwise.c
 _SOURCES = (_SOURCE, Path(__file__).with_name("pointwise.c"))
 
@@ -301,7 +303,7 @@ class _InputSide:
         return (_ptr(x, rows=True), x.stride(0), x.stride(1), x.shape[-1], _ptr(self.packed), _ptr(self.bias))
 
 
-class NativeKernels:
+class NativeKernels(SequenceKernels):
     """Whole-sequence loops (GEMM + fused update per step, BPTT) and the one-step kernels, in C.
 
     Takes the place of :class:`~memory_agents.cells.kernels.TorchPointwise` in the kernels'
@@ -351,17 +353,6 @@ class NativeKernels:
         return ys, cs, acts
 
     @staticmethod
-    def lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep):
-        """Forward keeping every step for the backward (and gate traces): (ys, cs, acts)."""
-        return NativeKernels._lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=True)
-
-    @staticmethod
-    def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep):
-        """Forward keeping nothing: (ys, c_T)."""
-        ys, cs, _ = NativeKernels._lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=False)
-        return ys, cs[(x.shape[0] - 1) % 2]
-
-    @staticmethod
     def lstm_sequence_backward(spec, acts, cs, c0, keep, dys, weight_hh, dc_last):
         """BPTT: (dz_all, dh_0, dc_0); ``dys`` / ``dc_last`` may be None (zero)."""
         T, B, GH = acts.shape
@@ -396,16 +387,6 @@ class NativeKernels:
                                    _ptr(ys), _ptr(scratch), T, B, H, spec.num_gates, *_flags(spec),
                                    _threads())
         return ys, acts, a_ns
-
-    @staticmethod
-    def gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep):
-        """Forward keeping every step for the backward (and gate traces): (ys, acts, a_ns)."""
-        return NativeKernels._gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=True)
-
-    @staticmethod
-    def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep):
-        """Forward keeping nothing: ys."""
-        return NativeKernels._gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=False)[0]
 
     @staticmethod
     def gru_sequence_backward(spec, acts, a_ns, ys, h0, keep, dys, weight_hh):

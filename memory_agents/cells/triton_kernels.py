@@ -30,6 +30,8 @@ import triton
 import triton.language as tl
 from torch.nn import functional as F
 
+from ._sequence_api import SequenceKernels
+
 # Units of one row per program for the elementwise gates (cumax takes the whole row). 256 fills
 # a program of 4 warps at 2 units per thread; the tests lower it to make partial blocks.
 MAX_BLOCK_H = 256
@@ -329,7 +331,7 @@ def _steps(tensor, T: int) -> list:
     return list(tensor.contiguous().unbind(0)) if tensor is not None else [None] * T
 
 
-class TritonKernels:
+class TritonKernels(SequenceKernels):
     """Whole-sequence loops with one GEMM and one Triton launch per step (forward and backward).
 
     Takes the place of :class:`~memory_agents.cells.kernels.TorchPointwise` in the loops of
@@ -363,17 +365,6 @@ class TritonKernels:
                                      STORE_ACT=save, COUPLED=spec.coupled, **meta)
             h, c = h_out, c_out
         return ys, cs, acts
-
-    @staticmethod
-    def lstm_sequence(spec, x, weight_ih, bias, h0, c0, weight_hh, keep):
-        """Forward keeping every step for the backward (and gate traces): (ys, cs, acts)."""
-        return TritonKernels._lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=True)
-
-    @staticmethod
-    def lstm_inference(spec, x, weight_ih, bias, h0, c0, weight_hh, keep):
-        """Forward keeping nothing: (ys, c_T)."""
-        ys, cs, _ = TritonKernels._lstm(spec, x, weight_ih, bias, h0, c0, weight_hh, keep, save=False)
-        return ys, cs[(x.shape[0] - 1) % 2]
 
     @staticmethod
     def lstm_sequence_backward(spec, acts, cs, c0, keep, dys, weight_hh, dc_last):
@@ -421,16 +412,6 @@ class TritonKernels:
                                     HAS_BIAS=b_hn is not None, STORE_ACT=save, **meta)
             h = ys[t]
         return ys, acts, a_ns
-
-    @staticmethod
-    def gru_sequence(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep):
-        """Forward keeping every step for the backward (and gate traces): (ys, acts, a_ns)."""
-        return TritonKernels._gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=True)
-
-    @staticmethod
-    def gru_inference(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep):
-        """Forward keeping nothing: ys."""
-        return TritonKernels._gru(spec, x, weight_ih, bias, h0, weight_hh, hidden_bias, keep, save=False)[0]
 
     @staticmethod
     def gru_sequence_backward(spec, acts, a_ns, ys, h0, keep, dys, weight_hh):
