@@ -128,6 +128,45 @@ def _pre(xw, hw, offsets, mask, k, COMPUTE: tl.constexpr):
     return _load(xw + offsets, mask, COMPUTE) + k * _load(hw + offsets, mask, COMPUTE)
 
 
+@triton.jit
+def _store_gates(act, gates, H, f, a, last2, last1, mask, G: tl.constexpr, AUX: tl.constexpr):
+    """A row block of the saved activations: f, the refine gate a (when there is one), and the
+    last two gate blocks (LSTM: o, u; GRU: s, n), in the layout of CellConfig.gate_names."""
+    out = act.dtype.element_ty
+    tl.store(act + gates, f.to(out), mask=mask)
+    if AUX != 0:
+        tl.store(act + gates + H, a.to(out), mask=mask)
+    tl.store(act + gates + (G - 2) * H, last2.to(out), mask=mask)
+    tl.store(act + gates + (G - 1) * H, last1.to(out), mask=mask)
+
+
+@triton.jit
+def _load_gates(act, gates, H, mask, G: tl.constexpr, AUX: tl.constexpr, COMPUTE: tl.constexpr):
+    """What _store_gates saved: (f, a, last two gate blocks); a is f where there is no refine gate."""
+    f = _load(act + gates, mask, COMPUTE)
+    if AUX != 0:
+        a = _load(act + gates + H, mask, COMPUTE)
+    else:
+        a = f  # unused
+    return f, a, _load(act + gates + (G - 2) * H, mask, COMPUTE), _load(act + gates + (G - 1) * H, mask, COMPUTE)
+
+
+@triton.jit
+def _incoming_grad(dh_in, dy, keep, keep_next, row, state, mask,
+                   HAS_KEEP: tl.constexpr, HAS_DY: tl.constexpr, COMPUTE: tl.constexpr):
+    """(dL/dh_t, keep_t): the gradient from step t+1 (cut by a reset before t+1) plus the
+    output's own, and the mask of the state carried into step t."""
+    d = _load(dh_in + state, mask, COMPUTE)
+    if HAS_KEEP:
+        d = d * tl.load(keep_next + row).to(COMPUTE)  # the reset before step t+1 cut this path
+        k = tl.load(keep + row).to(COMPUTE)
+    else:
+        k = 1.0
+    if HAS_DY:
+        d += _load(dy + state, mask, COMPUTE)
+    return d, k
+
+
 # ------------------------------------------------------------------------------ LSTM family
 # Gate blocks of a row of z / act: [f, aux?, i?, o, u] (see CellConfig.gate_names).
 @triton.jit
@@ -166,12 +205,7 @@ def _lstm_forward_step(xw, hw, keep, c_prev, act, c_out, h_out, H,
             tl.store(act + gates + (G - 3) * H, i.to(act.dtype.element_ty), mask=mask)
     h = o * _tanh(c)
     if STORE_ACT:
-        out = act.dtype.element_ty
-        tl.store(act + gates, f.to(out), mask=mask)
-        if AUX != 0:
-            tl.store(act + gates + H, a.to(out), mask=mask)
-        tl.store(act + gates + (G - 2) * H, o.to(out), mask=mask)
-        tl.store(act + gates + (G - 1) * H, u.to(out), mask=mask)
+        _store_gates(act, gates, H, f, a, o, u, mask, G, AUX)
     tl.store(c_out + state, c.to(c_out.dtype.element_ty), mask=mask)
     tl.store(h_out + state, h.to(h_out.dtype.element_ty), mask=mask)
 
@@ -189,21 +223,8 @@ def _lstm_backward_step(act, c, c_prev, keep, keep_next, dh_in, dy, dc, dz, H,
     gates = row * (G * H) + cols
     state = row * H + cols
     out = dz.dtype.element_ty
-    dh = _load(dh_in + state, mask, COMPUTE)
-    if HAS_KEEP:
-        dh = dh * tl.load(keep_next + row).to(COMPUTE)  # the reset before step t+1 cut this path
-        k = tl.load(keep + row).to(COMPUTE)
-    else:
-        k = 1.0
-    if HAS_DY:
-        dh += _load(dy + state, mask, COMPUTE)
-    f = _load(act + gates, mask, COMPUTE)
-    if AUX != 0:
-        a = _load(act + gates + H, mask, COMPUTE)
-    else:
-        a = f  # unused
-    o = _load(act + gates + (G - 2) * H, mask, COMPUTE)
-    u = _load(act + gates + (G - 1) * H, mask, COMPUTE)
+    dh, k = _incoming_grad(dh_in, dy, keep, keep_next, row, state, mask, HAS_KEEP, HAS_DY, COMPUTE)
+    f, a, o, u = _load_gates(act, gates, H, mask, G, AUX, COMPUTE)
     tc = _tanh(_load(c + state, mask, COMPUTE))
     cp = k * _load(c_prev + state, mask, COMPUTE)
     tl.store(dz + gates + (G - 2) * H, (dh * tc * (o * (1.0 - o))).to(out), mask=mask)
@@ -256,12 +277,7 @@ def _gru_forward_step(xw, hw, keep, h_prev, b_hn, act, a_n, h_out, H,
     g = _effective_gate(f, a, AUX)
     h = n + g * (k * _load(h_prev + state, mask, COMPUTE) - n)
     if STORE_ACT:  # the backward (and gate traces) need the gates and the candidate's hidden half
-        out = act.dtype.element_ty
-        tl.store(act + gates, f.to(out), mask=mask)
-        if AUX != 0:
-            tl.store(act + gates + H, a.to(out), mask=mask)
-        tl.store(act + gates + (G - 2) * H, s.to(out), mask=mask)
-        tl.store(act + gates + (G - 1) * H, n.to(out), mask=mask)
+        _store_gates(act, gates, H, f, a, s, n, mask, G, AUX)
         tl.store(a_n + state, an.to(a_n.dtype.element_ty), mask=mask)
     tl.store(h_out + state, h.to(h_out.dtype.element_ty), mask=mask)
 
@@ -280,21 +296,8 @@ def _gru_backward_step(act, a_n, h_prev, keep, keep_next, dh, dy, da, dxn, H,
     gates = row * (G * H) + cols
     state = row * H + cols
     out = da.dtype.element_ty
-    d = _load(dh + state, mask, COMPUTE)
-    if HAS_KEEP:
-        d = d * tl.load(keep_next + row).to(COMPUTE)
-        k = tl.load(keep + row).to(COMPUTE)
-    else:
-        k = 1.0
-    if HAS_DY:
-        d += _load(dy + state, mask, COMPUTE)
-    f = _load(act + gates, mask, COMPUTE)
-    if AUX != 0:
-        a = _load(act + gates + H, mask, COMPUTE)
-    else:
-        a = f  # unused
-    s = _load(act + gates + (G - 2) * H, mask, COMPUTE)
-    n = _load(act + gates + (G - 1) * H, mask, COMPUTE)
+    d, k = _incoming_grad(dh, dy, keep, keep_next, row, state, mask, HAS_KEEP, HAS_DY, COMPUTE)
+    f, a, s, n = _load_gates(act, gates, H, mask, G, AUX, COMPUTE)
     an = _load(a_n + state, mask, COMPUTE)
     g = _effective_gate(f, a, AUX)
     dg = d * (k * _load(h_prev + state, mask, COMPUTE) - n)
