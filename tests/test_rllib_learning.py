@@ -50,14 +50,16 @@ class CueDelayChoice(gym.Env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", ["ur-lstm", "lstm"])
-def test_ppo_learns_to_remember_the_cue(cell):
+@pytest.mark.parametrize("cell,prev_action_reward", [("ur-lstm", False), ("lstm", False), ("ur-lstm", True)])
+def test_ppo_learns_to_remember_the_cue(cell, prev_action_reward):
     torch.set_num_threads(1)
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=CueDelayChoice, max_episode_steps=DELAY + 2)
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)  # 2 learners
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     config = memory_agent_config(
-        ENV_ID, cell=cell, hidden_size=32, seed=0, num_envs_per_env_runner=8,
+        # Sampling in this process: the env is registered here only, not in remote runners.
+        ENV_ID, cell=cell, hidden_size=32, seed=0, num_env_runners=0, num_envs_per_env_runner=8,
+        prev_action_reward=prev_action_reward,
         lr=1e-3, entropy_coeff=0.0, evaluation_interval=1, evaluation_episodes=64,
         model_config={"fcnet_hiddens": [32], "embed_dim": 32},
     )
