@@ -70,7 +70,7 @@ EPISODES_PER_BATCH = 64
 #: reward 1; tvt/rma.py:522-529). Off, as measured: on delay 0 with the colour order per
 #: instance (ur-lstm, seed 0, 600k steps), greedy success was 0.40 without them and 0.30 with
 #: the last action and reward in (with reconstruction x0, x0.1 and x1 alike: a position
-#: policy); README "Agent options", docs/rl/agent_options_d0.
+#: policy; seed 1 without them: 0.30 too); README "Agent options", docs/rl/agent_options_d0.
 PREV_ACTION_REWARD = False
 RECONSTRUCTION_WEIGHT = 0.0
 #: Greedy evaluation every N training iterations, over this many episodes.
