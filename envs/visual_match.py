@@ -77,7 +77,24 @@ class VisualMatchEnv(ThreePhaseEnv):
         """Colours of the reward room's squares, left to right."""
         return tuple(cells.COLOURS[i] for i in self._square_colours)
 
+    @property
+    def target_square(self) -> int:
+        """Position (0 left, 1 centre, 2 right) of the square with the target colour."""
+        return self._square_colours.index(self._target)
+
+    @property
+    def touched_square(self) -> int | None:
+        """Position (0 left, 1 centre, 2 right) of the square touched this episode, or None."""
+        return self._touched
+
+    @property
+    def touch_step(self) -> int | None:
+        """The phase-3 step (1 = its first) on which a square was touched, or None."""
+        return self._touch_step
+
     def _new_episode(self) -> None:
+        self._touched: int | None = None
+        self._touch_step: int | None = None
         self._target = int(self.np_random.integers(3))
         if self.colour_order == "fixed":
             self._square_colours = (0, 1, 2)
@@ -101,6 +118,8 @@ class VisualMatchEnv(ThreePhaseEnv):
         if code not in cells.COLOUR_SQUARE:
             return super()._enter(code, row, col)
         # The first touch counts: every square vanishes and the phase runs to its end.
+        self._touched = SQUARE_CELLS.index((row, col))
+        self._touch_step = self._phase_step
         for square_row, square_col in SQUARE_CELLS:
             self._set(square_row, square_col, cells.FLOOR)
         if code == cells.COLOUR_SQUARE[self._target]:

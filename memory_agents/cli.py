@@ -18,6 +18,10 @@ Evaluate (no Ray needed)::
 
     rllib evaluate ~/ray_results/<experiment> --episodes 100 --gif episode.gif
 
+Export the trained module alone (a few MB), which `rllib evaluate` then takes::
+
+    rllib export ~/ray_results/<experiment> agents/ur-lstm-s0
+
 Common options: --resume, --storage-path, --experiment-name, --checkpoint-freq,
 --checkpoint-every-s, --keep-checkpoints, --num-samples, --torch-threads, -v 0/1/2,
 --ray-address (run on an existing Ray cluster).
@@ -121,7 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--probe", action="store_true",
                           help="memory probe (Visual Match): how well a linear read-out decodes the "
                           "phase-1 colour from the recurrent state at the end of the delay")
+    export = commands.add_parser(
+        "export", help="copy a checkpoint's trained module, with the env it needs, to a folder",
+        description="Copy the RLModule of a checkpoint (any path `rllib evaluate` takes) to OUT, "
+        "with agent.json naming the env and env_config it was trained on, so that `rllib "
+        "evaluate OUT` runs it. A few MB: the optimizer and env-runner states that resuming "
+        "needs stay behind.",
+    )
+    export.add_argument("checkpoint", help="checkpoint, trial or experiment folder")
+    export.add_argument("out", help="folder to create")
+    export.add_argument("--force", action="store_true", help="replace OUT if it exists")
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from memory_agents.ray_init import quiet_process
+    from memory_agents.rllib.evaluate import export_agent
+
+    quiet_process()
+    out = export_agent(args.checkpoint, args.out, overwrite=args.force)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"exported to {out} ({size / 1e6:.1f} MB); run it with: rllib evaluate {args.out}")
+    return 0
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -220,8 +245,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "train":
             return _train(args, parser)
+        if args.command == "export":
+            return _export(args)
         return _evaluate(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         # Unknown cell, unregistered env, bad checkpoint: one clear line, no traceback.
         print(f"rllib {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -262,3 +262,45 @@ def test_evaluate_with_the_memory_probe(trained, capsys):
     assert "on 6 held-out episodes" in line and "fitted on 6" in line
     accuracy = float(line.split("accuracy ")[1].split()[0])
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_export_writes_a_small_agent_that_evaluates_like_the_checkpoint(trained, tmp_path, capsys):
+    experiment, _ = trained
+    out = tmp_path / "agents" / "ur-lstm-s0"
+    assert main(["export", str(experiment), str(out)]) == 0
+    assert "exported to" in capsys.readouterr().out
+    files = {p.name for p in out.iterdir()}
+    assert {"agent.json", "class_and_ctor_args.pkl", "module_state.pkl"} <= files
+    assert not (out / "learner_group").exists()  # the module alone, no optimizer state
+    import json
+
+    agent = json.loads((out / "agent.json").read_text())
+    assert agent["env"].endswith("PassiveVisualMatch-v0")
+    assert agent["env_config"]["distractor_steps"] == 5  # the TINY_ENV delay it trained on
+    assert agent["exported_from"].startswith("checkpoint_")  # a name, not a machine's path
+    # The exported agent plays exactly the episodes the checkpoint plays.
+    assert main(["evaluate", str(experiment), "--episodes", "6", "--seed", "7"]) == 0
+    from_checkpoint = capsys.readouterr().out
+    assert main(["evaluate", str(out), "--episodes", "6", "--seed", "7"]) == 0
+    from_export = capsys.readouterr().out
+    assert from_export == from_checkpoint
+    # An existing folder is not overwritten without --force.
+    assert main(["export", str(experiment), str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", str(experiment), str(out), "--force"]) == 0
+
+
+def test_evaluate_reports_which_square_the_agent_touches(trained, capsys):
+    experiment, _ = trained
+    assert main(["evaluate", str(experiment), "--episodes", "10"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("final phase: touched"))
+    shares = [float(line.split(f"{name} ")[1].split()[0].rstrip(";")) for name in ("left", "centre", "right", "none")]
+    assert abs(sum(shares) - 1.0) < 1e-6
+    success = float(next(l for l in out.splitlines() if l.startswith("success rate:")).split()[2])
+    parts = line.split("right: ")[1].split(";")[0].split(" / ")
+    per_target = [(float(p.split()[0]), int(p.split("n=")[1].rstrip(")"))) if p != "n/a" else (0.0, 0)
+                  for p in parts]
+    assert sum(n for _, n in per_target) == 10
+    # Touching the target's square is exactly what success is.
+    assert abs(sum(rate * n for rate, n in per_target) - 10 * success) < 0.05

@@ -362,9 +362,14 @@ def test_first_touch_counts_and_squares_vanish(column):
         chosen = base.square_colours[(2, 5, 8).index(column)]
         # North to row 2, across to the column, north onto the square: 0 N, 2 W, 3 E.
         route = [0, 0, 0] + [2 if column < 5 else 3] * abs(column - 5) + [0]
+        assert base.touched_square is None and base.touch_step is None
         rewards = [env.step(a)[1] for a in route]
         expected = 7.5 if chosen == base.target_colour else -1.0
         assert rewards == [0.0] * (len(route) - 1) + [expected]
+        # The touch is recorded: which square (left to right) and on which step of the phase.
+        assert base.touched_square == (2, 5, 8).index(column)
+        assert base.touch_step == len(route)
+        assert base.square_colours[base.target_square] == base.target_colour
         assert not np.isin(base._board, cells.COLOUR_SQUARE).any()  # all squares vanished
         # Walk over where the other squares stood: nothing more is paid.
         more = [env.step(a)[1] for a in [1, 3, 3, 3, 0, 2]]
@@ -373,6 +378,7 @@ def test_first_touch_counts_and_squares_vanish(column):
             _, reward, _, truncated, info = env.step(2)
             more.append(reward)
         assert more == [0.0] * len(more)
+        assert base.touched_square == (2, 5, 8).index(column)  # the first touch stays recorded
         assert info["last_phase_reward"] == expected
         assert info["success"] == float(chosen == base.target_colour)
 
@@ -384,6 +390,7 @@ def test_no_touch_gives_zero():
     while not truncated:
         _, _, _, truncated, info = env.step(1)  # south: stays in the alcove
     assert info["last_phase_reward"] == 0.0 and info["success"] == 0.0
+    assert env.unwrapped.touched_square is None and env.unwrapped.touch_step is None
 
 
 def test_apples_pay_and_respawn():

@@ -177,3 +177,35 @@ def test_unknown_cell_is_a_clear_error():
 def test_unsupported_observation_space_is_a_clear_error():
     with pytest.raises(ValueError, match="Box"):
         make_module("lstm", obs_space=gym.spaces.Discrete(3))
+
+
+def test_core_skip_lets_the_heads_see_the_current_observation():
+    """With core_skip the heads read the encoding beside the core's output: the logits then
+    change with the current observation even where the core's output is held fixed."""
+    module = make_module("ur-lstm", core_skip=True, head_hiddens=[8])
+    assert module._head_net[0].in_features == 16 + 12  # hidden + embed_dim
+    plain = make_module("ur-lstm", head_hiddens=[8])
+    assert plain._head_net[0].in_features == 16
+    batch = {Columns.OBS: random_obs(IMAGE_SPACE, 2, 6), Columns.STATE_IN: batched_initial_state(module, 2)}
+    with torch.no_grad():
+        out = module.forward_train(batch)
+        # Zero the core's output weights' effect: a core that outputs nothing still acts on x.
+        x = module._core_input(batch[Columns.OBS], module._encoder)
+        logits = module._pi_head(module._head_net(module._head_input(torch.zeros(2, 6, 16), x)))
+    assert logits.std(dim=(0, 1)).abs().sum() > 0
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 6, 4)
+    # The sequence equals stepping, with the skip as without.
+    state, stepped = batched_initial_state(module, 2), []
+    with torch.no_grad():
+        for t in range(6):
+            step = module.forward_exploration({Columns.OBS: batch[Columns.OBS][:, t : t + 1], Columns.STATE_IN: state})
+            stepped.append(step[Columns.ACTION_DIST_INPUTS])
+            state = step[Columns.STATE_OUT]
+    torch.testing.assert_close(torch.cat(stepped, 1), out[Columns.ACTION_DIST_INPUTS], atol=1e-5, rtol=1e-5)
+    appo = make_module("ur-lstm", cls=RecurrentCellAPPOModule, core_skip=True)
+    appo.make_target_networks()
+    with torch.no_grad():
+        torch.testing.assert_close(appo.forward_target(batch)["target_network_action_dist_inputs"],
+                                   appo.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+    with pytest.raises(ValueError, match=r"model_config\['core_skip'\] must be true or false"):
+        make_module("ur-lstm", core_skip="yes")

@@ -3,7 +3,10 @@
     rllib evaluate ~/ray_results/my_exp --episodes 100 --gif episode.gif
 
 The path may be an Algorithm checkpoint (``checkpoint_000009``), the RLModule folder inside
-it, a Tune trial folder or an experiment folder (the newest checkpoint below it is used).
+it, a Tune trial folder, an experiment folder (the newest checkpoint below it is used) or an
+agent exported with `rllib export` (the module's files plus ``agent.json``, which names the
+env it was trained on: a few MB, where the Algorithm checkpoint also holds the optimizer,
+the env runners' states and the config).
 The module is loaded with `RLModule.from_checkpoint`; episodes run one at a time, carrying
 the recurrent state from step to step, with greedy actions unless ``explore=True``.
 A module trained with the previous action and reward in its observations (the
@@ -26,6 +29,8 @@ import numpy as np
 import torch
 
 MODULE_SUBDIR = Path("learner_group") / "learner" / "rl_module" / "default_policy"
+#: What `rllib export` writes next to the module's files: the env id and env_config.
+AGENT_FILE = "agent.json"
 #: Last-phase reward at or above this counts as success when the env gives no "success".
 SUCCESS_THRESHOLD = 9.0
 
@@ -75,12 +80,21 @@ def load_module(module_dir: Path):
     return module
 
 
-def env_from_checkpoint(algo_dir: Optional[Path]) -> Tuple[Optional[str], Dict[str, Any]]:
-    """The env id and env_config the run trained on, from the Algorithm checkpoint.
+def env_from_checkpoint(algo_dir: Optional[Path], module_dir: Optional[Path] = None
+                        ) -> Tuple[Optional[str], Dict[str, Any]]:
+    """The env id and env_config the run trained on.
 
-    RLlib pickles the AlgorithmConfig (as a dict) into the checkpoint's
+    An exported agent's ``agent.json`` (in `module_dir`) says it. Otherwise the Algorithm
+    checkpoint: RLlib pickles the AlgorithmConfig (as a dict) into its
     ``class_and_ctor_args.pkl``; Tune's ``params.json`` next to it is the fallback.
     """
+    if module_dir is not None and (module_dir / AGENT_FILE).is_file():
+        try:
+            agent = json.loads((module_dir / AGENT_FILE).read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{str(module_dir / AGENT_FILE)!r} is not valid JSON: {err}") from None
+        env = agent.get("env")
+        return (env if isinstance(env, str) else None), dict(agent.get("env_config") or {})
     if algo_dir is None:
         return None, {}
     config: Dict[str, Any] = {}
@@ -95,6 +109,44 @@ def env_from_checkpoint(algo_dir: Optional[Path]) -> Tuple[Optional[str], Dict[s
         config = json.loads((algo_dir.parent / "params.json").read_text())
     env = config.get("env")
     return (env if isinstance(env, str) else None), dict(config.get("env_config") or {})
+
+
+def export_agent(checkpoint: str, out_dir: str, *, overwrite: bool = False) -> Path:
+    """Copies the RLModule of `checkpoint` (any path `rllib evaluate` takes) to `out_dir`,
+    with ``agent.json`` (env id, env_config, the module's config, where it came from), so
+    that `rllib evaluate out_dir` runs it without the Algorithm checkpoint.
+
+    The module's files are RLlib's own (`RLModule.from_checkpoint` loads them); the rest of
+    an Algorithm checkpoint (optimizer state, env runners, connectors) is what resuming
+    training needs and is left out.
+    """
+    import shutil
+
+    module_dir, algo_dir = find_module_checkpoint(checkpoint)
+    module = load_module(module_dir)  # fails here, not in a later evaluate, if it is no agent of ours
+    env_id, env_config = env_from_checkpoint(algo_dir, module_dir)
+    if env_id is None:
+        raise CheckpointError(f"Cannot tell which env {checkpoint!r} was trained on; "
+                              f"export an Algorithm checkpoint, trial or experiment folder")
+    out = Path(out_dir).expanduser().resolve()
+    if out == module_dir or out in module_dir.parents:
+        raise ValueError(f"cannot export {str(module_dir)!r} into itself ({str(out)!r})")
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{str(out)!r} exists; pass --force to replace it")
+        shutil.rmtree(out)
+    shutil.copytree(module_dir, out)
+    model_config = module.model_config if isinstance(module.model_config, dict) else {}
+    agent = {
+        "env": env_id,
+        "env_config": env_config,
+        "module_class": f"{type(module).__module__}.{type(module).__name__}",
+        "model_config": model_config,
+        # The folder's name only: a full path would leak the machine's layout into the repo.
+        "exported_from": (algo_dir or module_dir).name,
+    }
+    (out / AGENT_FILE).write_text(json.dumps(agent, indent=2, sort_keys=True, default=str) + "\n")
+    return out
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> Tuple[float, float]:
@@ -123,6 +175,12 @@ class EvaluationResult:
     probe_states: List[np.ndarray] = field(default_factory=list)
     probe_labels: List[str] = field(default_factory=list)
     probe: Optional[Any] = None  # a memory_agents.rllib.probe.ProbeResult
+    #: Per episode, on Visual Match: the position (0 left, 1 centre, 2 right) of the square
+    #: with the phase-1 colour, of the square touched (None: none) and the phase-3 step of
+    #: the touch (None: none). They tell a colour-matching policy from a position policy.
+    target_squares: List[int] = field(default_factory=list)
+    touched_squares: List[Optional[int]] = field(default_factory=list)
+    touch_steps: List[Optional[int]] = field(default_factory=list)
 
     @property
     def success_rate(self) -> Optional[float]:
@@ -140,9 +198,26 @@ class EvaluationResult:
             )
         else:
             lines.append("success rate: n/a (the env reports no last_phase_reward/success)")
+        if self.touched_squares:
+            lines.append(self.behaviour_summary())
         if self.probe is not None:
             lines.append(self.probe.summary())
         return "\n".join(lines)
+
+    def behaviour_summary(self) -> str:
+        """Which square the agent touches in the final phase, and when; success per position
+        of the target. A position policy touches one square whatever the target."""
+        touched = self.touched_squares
+        shares = [np.mean([t == i for t in touched]) for i in (0, 1, 2, None)]
+        per_target = []
+        for i in (0, 1, 2):
+            hits = [t == i for target, t in zip(self.target_squares, touched) if target == i]
+            per_target.append(f"{np.mean(hits):.2f} (n={len(hits)})" if hits else "n/a")
+        steps = [s for s in self.touch_steps if s is not None]
+        when = f"median touch at step {np.median(steps):g} of the phase" if steps else "no touch"
+        return (f"final phase: touched left {shares[0]:.2f} / centre {shares[1]:.2f} / "
+                f"right {shares[2]:.2f} / none {shares[3]:.2f}; "
+                f"success when the target is left / centre / right: {' / '.join(per_target)}; {when}")
 
 
 def _batch_state(state: Dict[str, np.ndarray]) -> Dict[str, torch.Tensor]:
@@ -222,6 +297,10 @@ def run_episodes(
         result.returns.append(total)
         if "last_phase_reward" in info:
             result.last_phase_rewards.append(float(info["last_phase_reward"]))
+        if hasattr(type(env.unwrapped), "touched_square"):
+            result.target_squares.append(int(env.unwrapped.target_square))
+            result.touched_squares.append(env.unwrapped.touched_square)
+            result.touch_steps.append(env.unwrapped.touch_step)
         if "success" in info:
             result.successes.append(int(bool(info["success"])))
         elif "last_phase_reward" in info:
@@ -342,12 +421,12 @@ def evaluate_checkpoint(
         raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
     module_dir, algo_dir = find_module_checkpoint(checkpoint)
     module = load_module(module_dir)
-    trained_env, trained_env_config = env_from_checkpoint(algo_dir)
+    trained_env, trained_env_config = env_from_checkpoint(algo_dir, module_dir)
     env_id = env or trained_env
     if env_id is None:
         raise CheckpointError(
-            f"Cannot tell which env {checkpoint!r} was trained on (no params.json next to "
-            f"the checkpoint); pass --env"
+            f"Cannot tell which env {checkpoint!r} was trained on (no Algorithm checkpoint "
+            f"or {AGENT_FILE} with it); pass --env"
         )
     if gif:
         check_video_path(gif)

@@ -35,6 +35,10 @@ values, when the config is built, before Ray starts):
   form ``[16, [3, 3], 1]`` (kernel and stride as ``[h, w]`` pairs) is accepted too.
 - ``fcnet_hiddens`` ([256]): flat encoder, hidden widths of the MLP before ``embed_dim``.
 - ``head_hiddens`` ([]): hidden widths of an MLP after the core, before both heads.
+- ``core_skip`` (False): the heads read the core's input (the observation's encoding) beside
+  its output, so that they can compare what is in view with what the core remembers
+  without the core computing the comparison itself. The release's controller is a 2-layer
+  LSTM "with skip connections" (tvt/rma.py); this is the same idea for one layer.
 - ``max_seq_len`` (256): training sequence length; RLlib zero-pads chunks to it. Make it
   cover a whole episode (`memory_agents.rllib.memory_agent_config` does): a shorter
   window cuts the memory horizon and made learning unstable.
@@ -124,6 +128,7 @@ MODEL_CONFIG_DEFAULTS: Dict[str, Any] = {
     "conv_filters": defaults.CONV_FILTERS,
     "fcnet_hiddens": [256],
     "head_hiddens": [],
+    "core_skip": False,
     "max_seq_len": DEFAULT_MAX_SEQ_LEN,
     "prev_action_reward": defaults.PREV_ACTION_REWARD,
     "reconstruction_weight": defaults.RECONSTRUCTION_WEIGHT,
@@ -275,6 +280,10 @@ def check_model_config(model_config: Optional[Dict[str, Any]]) -> Dict[str, Any]
         raise ValueError(f"model_config['prev_action_reward'] must be true or false, "
                          f"got {cfg['prev_action_reward']!r}")
     cfg["prev_action_reward"] = bool(cfg["prev_action_reward"])
+    for key in ("core_skip",):
+        if not isinstance(cfg[key], (bool, np.bool_)):
+            raise ValueError(f"model_config[{key!r}] must be true or false, got {cfg[key]!r}")
+        cfg[key] = bool(cfg[key])
     cfg["reconstruction_weight"] = reconstruction_weights(cfg["reconstruction_weight"])
     return cfg
 
@@ -400,7 +409,8 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
         self._state_keys = STATE_KEYS[: self._rnn.num_state_tensors]
 
         layers: List[nn.Module] = []
-        in_size = self.hidden_size
+        self.core_skip = cfg["core_skip"]
+        in_size = self.hidden_size + (core_input_size if self.core_skip else 0)
         for width in cfg["head_hiddens"]:
             layers += [nn.Linear(in_size, width), nn.ReLU()]
             in_size = width
@@ -545,9 +555,14 @@ class RecurrentCellModule(TorchRLModule, ValueFunctionAPI):
         state_in = batch[Columns.STATE_IN]
         y, state = self._rnn(x, self._core_state(state_in))
         state_out = {k: s.transpose(0, 1) for k, s in zip(self._state_keys, self._rnn_state_tuple(state))}
+        features = self._head_net(self._head_input(y, x))
         if return_core_input:
-            return self._head_net(y), state_out, x
-        return self._head_net(y), state_out
+            return features, state_out, x
+        return features, state_out
+
+    def _head_input(self, core_output: torch.Tensor, core_input: torch.Tensor) -> torch.Tensor:
+        """What the heads read: the core's output, and its input with ``core_skip``."""
+        return torch.cat([core_output, core_input], dim=-1) if self.core_skip else core_output
 
     def _core_state(self, state_in: Dict[str, torch.Tensor]):
         """RLlib's (B, L, H) state as the core takes it, (L, B, H): ``(h, c)`` or ``h``, as torch's RNNs."""
@@ -582,7 +597,7 @@ class RecurrentCellAPPOModule(RecurrentCellModule, TargetNetworkAPI, InferenceOn
     def forward_target(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         x = self._core_input(batch[Columns.OBS], self._old_encoder)
         y, _ = self._old_rnn(x, self._core_state(batch[Columns.STATE_IN]))
-        logits = self._old_pi_head(self._old_head_net(y))
+        logits = self._old_pi_head(self._old_head_net(self._head_input(y, x)))
         return {TARGET_NETWORK_ACTION_DIST_INPUTS: logits}
 
     @override(InferenceOnlyAPI)
