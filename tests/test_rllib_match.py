@@ -58,6 +58,24 @@ def test_report_from_trial_results(tmp_path):
     assert "eval_success" in table  # a second table for the greedy evaluations
 
 
+@pytest.mark.parametrize("text, message", [
+    ("{head", "not valid JSON"), ("[1]", "must be a JSON object"), ('{"cell": "gru"}', "use --cells"),
+])
+def test_bad_model_config_is_a_clear_error(text, message):
+    with pytest.raises(ValueError, match=message):
+        match.parse_model_config(text)
+    assert match.parse_model_config("") == {}
+    assert match.parse_model_config('{"core_skip": true}') == {"core_skip": True}
+
+
+def test_bad_model_config_value_fails_before_ray_starts(tmp_path, capsys):
+    argv = ["--cells", "ur-lstm", "--delays", "5", "--storage-path", str(tmp_path),
+            "--model-config", '{"core_skip": "yes"}']
+    assert match.main(argv) == 2
+    assert "core_skip" in capsys.readouterr().err
+    assert not (tmp_path / "match").exists()
+
+
 def test_missing_results_raise_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No trial results"):
         match.collect_curves(tmp_path)
@@ -77,7 +95,7 @@ def test_resume_keeps_finished_trials_and_continues_the_rest(tmp_path):
             "--delays", "5", "--seeds", "2", "--timesteps", "2800", "--num-envs", "2",
             "--hidden-size", "16", "--num-epochs", "1", "--train-batch-size", "280", "--minibatch-size", "70",
             "--eval-interval", "0", "--checkpoint-freq", "2", "--storage-path", str(tmp_path),
-            "--experiment-name", "grid"]
+            "--experiment-name", "grid", "--model-config", '{"head_hiddens": [8], "core_skip": true}']
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -111,6 +129,12 @@ def test_resume_keeps_finished_trials_and_continues_the_rest(tmp_path):
     for _, run in df.groupby("seed"):
         assert run["env_steps"].max() >= 2800
         assert list(run["iteration"]) == list(range(1, len(run) + 1))  # each iteration once
+    # The diagnostics are recorded for every iteration: entropy of 4 actions in (0, ln 4].
+    assert df["entropy"].between(0.01, np.log(4) + 1e-6).all()
+    assert df["vf_explained_var"].notna().all()
+    # --model-config reached the module of every trial.
+    params = [json.loads(p.read_text()) for p in grid.glob("train_trial_*/params.json")]
+    assert all(json.loads(p["model_config"]) == {"head_hiddens": [8], "core_skip": True} for p in params)
 
 
 def test_resume_without_a_grid_is_a_clear_error(tmp_path, capsys):

@@ -56,6 +56,9 @@ TASK_IDS = {
 CURVE_COLUMNS = [
     "cell", "delay", "seed", "iteration", "env_steps", "train_success",
     "train_last_phase_reward", "episode_return_mean", "eval_success", "eval_last_phase_reward",
+    # Diagnostics of a run that does not learn: does the policy's entropy collapse, does the
+    # value function predict the returns?
+    "entropy", "vf_explained_var",
 ]
 SUCCESS_TARGET = 0.9
 
@@ -93,6 +96,8 @@ class Args:
     reconstruction_weight: float = defaults.RECONSTRUCTION_WEIGHT
     """auxiliary reconstruction loss (image, last action, last reward), in multiples of the
     release's weights (1: the release's; 0: off)"""
+    model_config: str = ""
+    """more model_config entries as JSON, the same for every cell, e.g. '{"head_hiddens": [256]}'"""
     eval_interval: int = defaults.MATCH_EVALUATION_INTERVAL
     """greedy evaluation every N training iterations"""
     eval_episodes: int = defaults.EVALUATION_EPISODES
@@ -172,6 +177,7 @@ def train_trial(params: Dict[str, Any]) -> None:
         # .get: grids started before these options have no such keys.
         prev_action_reward=params.get("prev_action_reward", defaults.PREV_ACTION_REWARD),
         reconstruction_weight=params.get("reconstruction_weight", defaults.RECONSTRUCTION_WEIGHT),
+        model_config=parse_model_config(params.get("model_config", "")),
     )
     algo = config.build_algo()
     tag = f"[{params['cell']} delay={params['delay']} seed={params['seed']}]"
@@ -195,6 +201,8 @@ def train_trial(params: Dict[str, Any]) -> None:
             "episode_return_mean": _get(result, "env_runners", "episode_return_mean"),
             "eval_success": _get(result, "evaluation", "env_runners", "success"),
             "eval_last_phase_reward": _get(result, "evaluation", "env_runners", "last_phase_reward"),
+            "entropy": _get(result, "learners", "default_policy", "entropy"),
+            "vf_explained_var": _get(result, "learners", "default_policy", "vf_explained_var"),
         }
         print(
             f"{tag} it {iteration} steps {steps} train_success {metrics['train_success']:.2f} "
@@ -213,6 +221,22 @@ def train_trial(params: Dict[str, Any]) -> None:
         else:
             tune.report(metrics)
     algo.stop()
+
+
+def parse_model_config(text: str) -> Dict[str, Any]:
+    """`--model-config` as a dict; a ValueError that names the flag."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model-config is not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--model-config must be a JSON object, got {text!r}")
+    for key in ("cell", "hidden_size"):
+        if key in value:
+            raise ValueError(f"--model-config must not set {key!r}: use --cells / --hidden-size")
+    return value
 
 
 def run_grid(args: Args):
@@ -241,6 +265,7 @@ def run_grid(args: Args):
         TASK_IDS[args.task], cell=cells[0], env_config={"distractor_steps": delays[0]},
         num_envs_per_env_runner=args.num_envs, prev_action_reward=args.prev_action_reward,
         reconstruction_weight=args.reconstruction_weight,
+        model_config=parse_model_config(args.model_config),
     )
     trainable = tune.with_resources(train_trial, PPO.default_resource_request(probe))
     init_ray(args.ray_address or None, torch_threads=args.torch_threads)
@@ -260,7 +285,7 @@ def run_grid(args: Args):
             "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "train_batch_size",
             "minibatch_size",
             "colour_order", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
-            "torch_threads", "prev_action_reward", "reconstruction_weight")},
+            "torch_threads", "prev_action_reward", "reconstruction_weight", "model_config")},
     }
     tuner = tune.Tuner(
         trainable,
@@ -319,6 +344,7 @@ def _seed_curves(df, metric: str, grid: np.ndarray) -> np.ndarray:
 METRIC_TITLES = {
     "train_success": "training episodes (sampled actions, last 100)",
     "eval_success": "greedy evaluation",
+    "entropy": "policy entropy (nats; uniform over 4 actions: 1.39)",
 }
 
 
@@ -346,12 +372,16 @@ def plot_curves(df, path: Path, metrics: List[str]) -> None:
                     mean, low, high = (f(curves, 0) for f in (np.nanmean, np.nanmin, np.nanmax))
                 line = ax.plot(grid / 1e6, mean, label=f"{cell} ({len(curves)} seeds)")[0]
                 ax.fill_between(grid / 1e6, low, high, color=line.get_color(), alpha=0.2)
-            ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (1/3)")
+            if metric == "entropy":
+                ax.set(ylim=(0, 1.45))
+            else:
+                ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (1/3)")
+                ax.set(ylim=(-0.02, 1.02))
             ax.set(title=f"delay {delay}: {METRIC_TITLES.get(metric, metric)}",
-                   xlabel="env steps (millions)", ylim=(-0.02, 1.02))
+                   xlabel="env steps (millions)")
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
-        row[0].set_ylabel("success rate")
+        row[0].set_ylabel("entropy" if metric == "entropy" else "success rate")
     axes[0][-1].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -393,13 +423,14 @@ def write_report(experiment_dir: Path, out_dir: Path) -> Dict[str, Path]:
     df = collect_curves(experiment_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = ["train_success"] + (["eval_success"] if df["eval_success"].notna().any() else [])
+    curve_metrics = metrics + (["entropy"] if df["entropy"].notna().any() else [])
     paths = {
         "csv": out_dir / "match_curves.csv",
         "png": out_dir / "match_success.png",
         "table": out_dir / "match_table.md",
     }
     df.to_csv(paths["csv"], index=False)
-    plot_curves(df, paths["png"], metrics)
+    plot_curves(df, paths["png"], curve_metrics)
     paths["table"].write_text("\n\n".join(results_table(df, m) for m in metrics) + "\n")
     return paths
 
@@ -411,7 +442,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             experiment_dir = Path(os.path.expanduser(args.plot_only))
         else:
             experiment_dir = run_grid(args)
-    except ValueError as err:  # a bad cell name, nothing to resume, ...
+    except ValueError as err:  # a bad cell name or --model-config, nothing to resume, ...
         print(f"match: error: {err}", file=sys.stderr)
         return 2
     out_dir = Path(os.path.expanduser(args.out_dir)) if args.out_dir else experiment_dir
