@@ -1,7 +1,9 @@
-"""Summarise the agent-options comparison (issue 14): one `rllib train` run per variant of the
-TVT release's agent options, then `rllib evaluate --probe` on its final checkpoint.
+"""Summarise a comparison of agent variants (issue 14): one `rllib train` run per variant (the
+TVT release's agent options, other agent settings), then `rllib evaluate --probe` on its final
+checkpoint.
 
-    python benchmarks/agent_options_summary.py RUNS_DIR [--out docs/rl/agent_options_d0]
+    python benchmarks/agent_options_summary.py RUNS_DIR [--out docs/rl/agent_options_d0] \
+        [--label NAME=TEXT ...] [--title TEXT]
 
 RUNS_DIR holds, per variant NAME, the experiment folder NAME/ (from ``rllib train ...
 --storage-path RUNS_DIR --experiment-name NAME``) and NAME.eval.txt (the output of ``rllib
@@ -18,6 +20,8 @@ import re
 import shutil
 from pathlib import Path
 from typing import Dict, List
+
+import numpy as np
 
 
 def variant_label(name: str) -> str:
@@ -44,7 +48,9 @@ def read_eval(path: Path) -> Dict[str, str]:
     text = path.read_text()
     success = re.search(r"success rate: ([\d.]+) \(95% CI ([\d.]+)-([\d.]+), (\d+)/(\d+)\)", text)
     probe = re.search(r"accuracy ([\d.]+) on (\d+) held-out episodes \(chance ([\d.]+)", text)
+    touched = re.search(r"touched left ([\d.]+) / centre ([\d.]+) / right ([\d.]+) / none ([\d.]+)", text)
     return {"success": success.group(1) if success else "?",
+            "touched": " / ".join(touched.groups()) if touched else "not recorded",
             "ci": f"{success.group(2)}-{success.group(3)}" if success else "?",
             "probe": probe.group(1) if probe else "?", "probe_chance": probe.group(3) if probe else "?"}
 
@@ -53,7 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs")
     parser.add_argument("--out", default="docs/rl/agent_options_d0")
+    parser.add_argument("--label", action="append", default=[], metavar="NAME=TEXT",
+                        help="the table's and figure's label of run NAME")
+    parser.add_argument("--title", default="Passive Visual Match, delay 0, colour order per instance, ur-lstm, seed 0")
     args = parser.parse_args()
+    labels = dict(item.split("=", 1) for item in args.label)
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in runs.iterdir() if p.is_dir() and (runs / f"{p.name}.eval.txt").is_file())
@@ -64,14 +74,16 @@ def main() -> None:
         for n in names:
             for r in curves[n]:
                 writer.writerow([n, int(r["env_steps"]), f"{r['success']:.4f}", f"{r['entropy']:.4f}"])
-    lines = ["| variant | run | training success, last 10 iterations | greedy success, 300 episodes (95% CI) "
-             "| probe accuracy (chance) |", "|---|---|---:|---:|---:|"]
+    lines = ["| variant | run | env steps | training success, last 10 iterations | greedy success, 300 episodes "
+             "(95% CI) | greedy: touched left / centre / right / none | probe accuracy (chance) |",
+             "|---|---|---:|---:|---:|---|---:|"]
     for n in names:
         ev = read_eval(runs / f"{n}.eval.txt")
         shutil.copy(runs / f"{n}.eval.txt", out / f"{n}.eval.txt")
         last = [r["success"] for r in curves[n][-10:]]
-        lines.append(f"| {variant_label(n)} | `{n}` | {sum(last) / len(last):.2f} | {ev['success']} ({ev['ci']}) "
-                     f"| {ev['probe']} ({ev['probe_chance']}) |")
+        label = labels.get(n, variant_label(n))
+        lines.append(f"| {label} | `{n}` | {curves[n][-1]['env_steps']:,.0f} | {sum(last) / len(last):.2f} "
+                     f"| {ev['success']} ({ev['ci']}) | {ev['touched']} | {ev['probe']} ({ev['probe_chance']}) |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -82,12 +94,15 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for n in names:
-        ax.plot([r["env_steps"] / 1e3 for r in curves[n]], [r["success"] for r in curves[n]], label=variant_label(n), lw=1)
+        # A 10-iteration running mean: one iteration's 64 episodes are too noisy to read.
+        success = np.convolve([r["success"] for r in curves[n]], np.ones(10) / 10, mode="valid")
+        steps = [r["env_steps"] / 1e3 for r in curves[n]][9:]
+        ax.plot(steps, success, label=labels.get(n, variant_label(n)), lw=1)
     ax.axhline(1 / 3, color="grey", ls=":", lw=1)
-    ax.set(xlabel="env steps (thousands)", ylabel="training success (last 100 episodes)", ylim=(0, 1))
+    ax.set(xlabel="env steps (thousands)", ylabel="training success\n(mean of 10 iterations)", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title("Passive Visual Match, delay 0, colour order per instance, ur-lstm, seed 0", fontsize=8)
+    ax.set_title(args.title, fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
 
