@@ -62,6 +62,8 @@ def test_config_defaults_cover_a_whole_episode():
     with pytest.raises(ValueError, match="num_learners must be an integer >= 0"):
         memory_agent_config(ENV, num_learners=-1)
     assert memory_agent_config(ENV, algo="APPO")._rl_module_spec.module_class is RecurrentCellAPPOModule
+    # PPO's value loss is not clamped (RLlib's default clamps the squared error at 10).
+    assert config.vf_clip_param == float("inf")
     # RLlib seeds sub-env i with seed + i: seeds 1 and 2 must not share env streams.
     seeds = [memory_agent_config(ENV, seed=s, num_envs_per_env_runner=16).seed for s in (1, 2)]
     assert seeds[1] - seeds[0] > 16
@@ -111,8 +113,50 @@ def test_ppo_iteration_updates_weights_and_logs_task_metrics(num_learners):
         assert runners["last_phase_reward"] == pytest.approx(10 * runners["success"])
         assert 0.0 <= result["evaluation"]["env_runners"]["success"] <= 1.0
         assert np.isfinite(result["learners"]["default_policy"]["total_loss"])
+        learner_results = result["learners"]["default_policy"]
+        assert learner_results["vf_loss"] == pytest.approx(learner_results["vf_loss_unclipped"])
     finally:
         algo.stop()
+
+
+def test_value_loss_trains_the_critic_on_a_large_error():
+    """A success's return of 10 against a critic that says 0: with RLlib's default clamp
+    (squared error at 10) that step gives the value head no gradient; ours is unclamped."""
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.evaluation.postprocessing import Postprocessing
+
+    grads = {}
+    for clip in (10.0, None):
+        kwargs = {} if clip is None else {"vf_clip_param": clip}
+        config = memory_agent_config(ENV, cell="lstm", hidden_size=8, num_env_runners=0,
+                                     evaluation_interval=0, **kwargs)
+        algo = config.build_algo()
+        try:
+            learner = algo.learner_group._learner
+            module = learner.module["default_policy"]
+            torch.manual_seed(0)
+            B, T = 2, 5
+            obs = torch.randint(0, 256, (B, T, 5, 5, 3), dtype=torch.uint8)
+            state = {k: torch.zeros(B, *v.shape) for k, v in module.get_initial_state().items()}
+            batch = {Columns.OBS: obs, Columns.STATE_IN: state,
+                     Columns.ACTIONS: torch.zeros(B, T, dtype=torch.long),
+                     Columns.LOSS_MASK: torch.ones(B, T, dtype=torch.bool)}
+            fwd = module.forward_train(batch)
+            dist = module.get_train_action_dist_cls().from_logits(fwd[Columns.ACTION_DIST_INPUTS])
+            batch[Columns.ACTION_LOGP] = dist.logp(batch[Columns.ACTIONS]).detach()
+            batch[Columns.ACTION_DIST_INPUTS] = fwd[Columns.ACTION_DIST_INPUTS].detach()
+            batch[Postprocessing.ADVANTAGES] = torch.zeros(B, T)  # only the value loss moves
+            batch[Postprocessing.VALUE_TARGETS] = torch.full((B, T), 10.0)
+            loss = learner.compute_loss_for_module(
+                module_id="default_policy", config=learner.config.get_config_for_module("default_policy"),
+                batch=batch, fwd_out=fwd)
+            module.zero_grad()
+            loss.backward()
+            grads[clip] = float(module._values.weight.grad.abs().sum())
+        finally:
+            algo.stop()
+    assert grads[10.0] == 0.0  # RLlib's clamp: the critic learns nothing from this success
+    assert grads[None] > 0.0
 
 
 @pytest.mark.parametrize("algo_name", ["APPO", "IMPALA"])

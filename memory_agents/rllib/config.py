@@ -250,6 +250,7 @@ def memory_agent_config(
     lr: float = defaults.LR,
     gamma: float = defaults.GAMMA,
     entropy_coeff: float = defaults.ENTROPY_COEFF,
+    vf_clip_param: float = defaults.VF_CLIP_PARAM,
     evaluation_interval: Optional[int] = defaults.EVALUATION_INTERVAL,
     evaluation_episodes: int = defaults.EVALUATION_EPISODES,
     prev_action_reward: bool = defaults.PREV_ACTION_REWARD,
@@ -327,6 +328,9 @@ def memory_agent_config(
         training.update(
             minibatch_size=minibatch_per_learner, num_epochs=num_epochs, lambda_=0.95,
             entropy_coeff=entropy_coeff, vf_loss_coeff=0.5, grad_clip=40.0,
+            # Unclipped: RLlib's default clamp (10 on the squared error) starves the critic
+            # of the final reward of 10 (defaults.VF_CLIP_PARAM says what it cost).
+            vf_clip_param=vf_clip_param,
         )
     else:  # IMPALA / APPO: v-trace over whole fragments
         training.update(entropy_coeff=entropy_coeff, vf_loss_coeff=0.5, grad_clip=40.0)
