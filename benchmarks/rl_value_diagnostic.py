@@ -14,8 +14,13 @@ square has the phase-1 colour:
 - if the two are the same, nothing in the agent compares the colours at all.
 
 The logits of "up" at the same steps say whether the actor's choice depends on the match.
-Prints a table (step of the reward room, V and P(up) for matching / non-matching episodes)
-and writes it as JSON with ``--out``.
+
+Second, a calibration: ``--calibration-episodes`` episodes played by the agent itself with
+sampled actions (as in training); at every step the mean of its value estimate against the
+mean discounted return that followed (gamma ``--gamma``, the configs' 0.96). A critic that
+learned the final reward tracks the return in every phase.
+
+Prints both tables and writes them as JSON with ``--out``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 UP = 0  # top-down actions in the release's order: north, south, west, east
 
 
-def trace(checkpoint: str, episodes: int, seed: int) -> Dict[str, Any]:
+def trace(checkpoint: str, episodes: int, seed: int, calibration_episodes: int = 60,
+          gamma: float = 0.96) -> Dict[str, Any]:
     from ray.rllib.core.columns import Columns
 
     from memory_agents.rllib.config import check_env_id, make_env
@@ -73,7 +79,6 @@ def trace(checkpoint: str, episodes: int, seed: int) -> Dict[str, Any]:
             prev_action, prev_reward = np.asarray(action), float(reward)
             if truncated or step3 > 4:  # the touch is at the 4th step; nothing after matters here
                 break
-    env.close()
     table = []
     for step in range(5):
         entry = {"step": step}
@@ -84,7 +89,49 @@ def trace(checkpoint: str, episodes: int, seed: int) -> Dict[str, Any]:
             entry[f"p_up_{key}"] = float(np.mean([r["p_up"] for r in part])) if part else float("nan")
             entry[f"n_{key}"] = len({r["episode"] for r in part})
         table.append(entry)
-    return {"checkpoint": Path(checkpoint).name, "env": env_id, "env_config": env_config, "steps": table}
+    calibration = calibrate(module, env, dist_cls, calibration_episodes, seed + episodes, gamma)
+    env.close()
+    return {"checkpoint": Path(checkpoint).name, "env": env_id, "env_config": env_config, "steps": table,
+            "calibration": calibration}
+
+
+def calibrate(module, env, dist_cls, episodes: int, seed: int, gamma: float) -> List[Dict[str, Any]]:
+    """Mean value estimate and mean discounted return per step, sampled actions."""
+    from ray.rllib.core.columns import Columns
+
+    from memory_agents.rllib.evaluate import _batch_state, module_observation
+
+    generator = torch.Generator().manual_seed(seed)
+    values, returns, phases = [], [], []
+    for episode in range(episodes):
+        obs, info = env.reset(seed=seed + episode)
+        state = _batch_state(module.get_initial_state())
+        prev_action, prev_reward, done = None, 0.0, False
+        v, r, p = [], [], []
+        while not done:
+            batch = {Columns.OBS: module_observation(module, obs, prev_action, prev_reward),
+                     Columns.STATE_IN: state}
+            with torch.no_grad():
+                out = module.forward_train(batch)
+                v.append(float(module._values(out[Columns.EMBEDDINGS])[0, 0, 0]))
+            state = out[Columns.STATE_OUT]
+            probs = torch.softmax(out[Columns.ACTION_DIST_INPUTS][0, 0], -1)
+            action = int(torch.multinomial(probs, 1, generator=generator))
+            p.append(info.get("phase"))
+            obs, reward, _, truncated, info = env.step(action)
+            prev_action, prev_reward = np.asarray(action), float(reward)
+            r.append(float(reward))
+            done = truncated
+        g, discounted = 0.0, []
+        for reward in reversed(r):
+            g = reward + gamma * g
+            discounted.append(g)
+        values.append(v)
+        returns.append(discounted[::-1])
+        phases.append(p)
+    values, returns = np.array(values), np.array(returns)
+    return [{"step": t, "phase": phases[0][t], "value": float(values[:, t].mean()),
+             "return": float(returns[:, t].mean())} for t in range(values.shape[1])]
 
 
 def main() -> int:
@@ -92,19 +139,25 @@ def main() -> int:
     parser.add_argument("checkpoint")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=100_000)
+    parser.add_argument("--calibration-episodes", type=int, default=60)
+    parser.add_argument("--gamma", type=float, default=0.96)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     from memory_agents.ray_init import quiet_process
 
     quiet_process()
-    result = trace(args.checkpoint, args.episodes, args.seed)
+    result = trace(args.checkpoint, args.episodes, args.seed, args.calibration_episodes, args.gamma)
     print("reward-room step (0 = entering it; the centre square is in view from step 2, touched at the 4th "
           "action) | V: centre matches | V: does not | P(up): matches | P(up): does not")
     for e in result["steps"]:
         print(f"{e['step']} | {e['value_match']:.3f} | {e['value_mismatch']:.3f} | "
               f"{e['p_up_match']:.3f} | {e['p_up_mismatch']:.3f}")
     print(f"episodes: {result['steps'][0]['n_match']} matching, {result['steps'][0]['n_mismatch']} not")
+    print(f"\ncalibration, {args.calibration_episodes} episodes with sampled actions: step | phase | "
+          f"mean value estimate | mean discounted return")
+    for e in result["calibration"]:
+        print(f"{e['step']} | {e['phase']} | {e['value']:.2f} | {e['return']:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
