@@ -140,3 +140,45 @@ def test_resume_keeps_finished_trials_and_continues_the_rest(tmp_path):
 def test_resume_without_a_grid_is_a_clear_error(tmp_path, capsys):
     assert match.main(["--storage-path", str(tmp_path), "--experiment-name", "none", "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_results_of_earlier_sessions_are_not_run_again(tmp_path, capsys):
+    """--results: runs that reached --timesteps in a kept match_curves.csv are left out of the
+    grid, an unfinished one is run again, and the report covers the kept rows."""
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    _write_trial(experiment, "t0", "ur-lstm", 0, [0.3, 0.5, 0.9, 1.0])   # reaches 4,000 steps
+    _write_trial(experiment, "t1", "lstm", 0, [0.3, 0.3])                # stopped at 2,000
+    kept = tmp_path / "kept" / "match_curves.csv"
+    match.write_report(experiment, kept.parent)
+    assert match.finished_runs(str(kept), 4000) == {("ur-lstm", 30, 0)}
+    assert match.finished_runs(str(kept), 2000) == {("ur-lstm", 30, 0), ("lstm", 30, 0)}
+    # Everything already finished: no Ray, no training; the report is rebuilt from the rows.
+    out = tmp_path / "report"
+    argv = ["--cells", "ur-lstm,lstm", "--delays", "30", "--seeds", "1", "--timesteps", "2000",
+            "--results", str(kept), "--storage-path", str(tmp_path / "runs"), "--out-dir", str(out)]
+    assert match.main(argv) == 0
+    assert "2 run(s) finished" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+    df = match.collect_curves(experiment)
+    rebuilt = __import__("pandas").read_csv(out / "match_curves.csv")
+    assert len(rebuilt) == len(df) == 6 and set(rebuilt["cell"]) == {"ur-lstm", "lstm"}
+    with pytest.raises(ValueError, match="does not exist"):
+        match.finished_runs(str(tmp_path / "nope.csv"), 10)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a match_curves.csv"):
+        match.finished_runs(str(tmp_path / "bad.csv"), 10)
+
+
+def test_a_run_in_the_experiment_replaces_its_kept_rows(tmp_path):
+    kept_exp, new_exp = tmp_path / "old", tmp_path / "new"
+    kept_exp.mkdir()
+    new_exp.mkdir()
+    _write_trial(kept_exp, "t0", "lstm", 0, [0.3, 0.3])
+    _write_trial(kept_exp, "t1", "ur-lstm", 0, [0.3, 0.9, 1.0])
+    match.write_report(kept_exp, tmp_path / "kept")
+    _write_trial(new_exp, "t0", "lstm", 0, [0.3, 0.4, 0.5, 0.7])  # lstm seed 0, run again in full
+    match.write_report(new_exp, tmp_path / "out", str(tmp_path / "kept" / "match_curves.csv"))
+    df = __import__("pandas").read_csv(tmp_path / "out" / "match_curves.csv")
+    assert len(df[df["cell"] == "lstm"]) == 4 and df[df["cell"] == "lstm"]["env_steps"].max() == 4000
+    assert len(df[df["cell"] == "ur-lstm"]) == 3

@@ -38,7 +38,9 @@ def final_checkpoints(experiment: Path) -> List[Dict[str, Any]]:
     """(params, newest checkpoint, its env steps) of every trial that saved one."""
     trials = []
     for params_file in sorted(Path(experiment).glob("*/params.json")):
-        params = json.loads(params_file.read_text())
+        from memory_agents.experiments.match import trial_params
+
+        params = trial_params(json.loads(params_file.read_text()))
         checkpoints = []
         for progress in params_file.parent.glob("checkpoint_*/match_progress.json"):
             steps = json.loads(progress.read_text())["env_steps"]

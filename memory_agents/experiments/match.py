@@ -21,6 +21,15 @@ checkpoint (every ``--checkpoint-freq`` iterations and every 5 minutes)::
 
     python -m memory_agents.experiments.match --cells lstm,ur-lstm --delays 30 --resume
 
+A grid longer than a session, on a machine whose run folders do not outlive it: commit the
+report's ``match_curves.csv`` (and the agents, `memory_agents.experiments.agents`) as trials
+finish, and start the next session with ``--results`` pointing at it. The runs that reached
+``--timesteps`` there are not run again, the unfinished ones start over, and the report
+covers all of them::
+
+    python -m memory_agents.experiments.match --cells ur-lstm,lstm --delays 30 --timesteps 2000000 \
+        --results docs/rl/my_grid/match_curves.csv --out-dir docs/rl/my_grid
+
 The agent options of DeepMind's TVT release (README, "Agent options"): the last action and
 reward as core inputs, and the auxiliary reconstruction loss (1 = the release's weights)::
 
@@ -98,6 +107,9 @@ class Args:
     release's weights (1: the release's; 0: off)"""
     model_config: str = ""
     """more model_config entries as JSON, the same for every cell, e.g. '{"head_hiddens": [256]}'"""
+    results: str = ""
+    """a match_curves.csv kept from earlier sessions (e.g. committed): its (cell, delay, seed)
+    runs that reached --timesteps are not run again, and the report includes its rows"""
     eval_interval: int = defaults.MATCH_EVALUATION_INTERVAL
     """greedy evaluation every N training iterations"""
     eval_episodes: int = defaults.EVALUATION_EPISODES
@@ -146,6 +158,31 @@ def _get(result: Dict[str, Any], *keys: str) -> float:
 
 #: Written into each trial checkpoint next to the Algorithm's own files.
 PROGRESS_FILE = "match_progress.json"
+RUN_KEYS = ("cell", "delay", "seed")
+
+
+def trial_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    """A trial's parameters with its (cell, delay, seed) at the top level: grids list them
+    under "run" (so that runs finished in earlier sessions can be left out); older grids
+    searched each key on its own."""
+    flat = {k: v for k, v in params.items() if k != "run"}
+    flat.update(params.get("run") or {})
+    return flat
+
+
+def finished_runs(results_csv: str, timesteps: int) -> set:
+    """(cell, delay, seed) of the runs in `results_csv` that reached `timesteps` env steps."""
+    import pandas as pd
+
+    path = Path(os.path.expanduser(results_csv))
+    if not path.is_file():
+        raise ValueError(f"--results {results_csv!r} does not exist")
+    df = pd.read_csv(path)
+    missing = [c for c in (*RUN_KEYS, "env_steps") if c not in df.columns]
+    if missing:
+        raise ValueError(f"--results {results_csv!r} is not a match_curves.csv (no {', '.join(missing)})")
+    done = df.groupby(list(RUN_KEYS))["env_steps"].max()
+    return {(str(c), int(d), int(s)) for (c, d, s), steps in done.items() if steps >= timesteps}
 
 
 def train_trial(params: Dict[str, Any]) -> None:
@@ -159,6 +196,7 @@ def train_trial(params: Dict[str, Any]) -> None:
 
     from memory_agents.rllib import memory_agent_config
 
+    params = trial_params(params)
     torch.set_num_threads(params.get("torch_threads", 1))
     config = memory_agent_config(
         TASK_IDS[params["task"]],
@@ -239,9 +277,9 @@ def parse_model_config(text: str) -> Dict[str, Any]:
     return value
 
 
-def run_grid(args: Args):
+def run_grid(args: Args) -> Optional[Path]:
     """Runs (or, with `args.resume`, continues) the (cell, delay, seed) grid through Tune;
-    returns the experiment folder."""
+    returns the experiment folder (None: `args.results` holds every run already)."""
     from ray import tune
     from ray.rllib.algorithms.ppo import PPO
 
@@ -268,6 +306,15 @@ def run_grid(args: Args):
         model_config=parse_model_config(args.model_config),
     )
     trainable = tune.with_resources(train_trial, PPO.default_resource_request(probe))
+    runs = [{"seed": seed, "delay": delay, "cell": cell}
+            # Seeds vary slowest, so the first finished trials already compare every cell.
+            for seed in range(args.seeds) for delay in delays for cell in cells]
+    if args.results and not args.resume:
+        done = finished_runs(args.results, args.timesteps)
+        runs = [r for r in runs if (r["cell"], r["delay"], r["seed"]) not in done]
+        print(f"match: {len(done)} run(s) finished in {args.results}; {len(runs)} to run", flush=True)
+        if not runs:
+            return None
     init_ray(args.ray_address or None, torch_threads=args.torch_threads)
     if args.resume:
         # Finished trials stay as they are; unfinished and failed ones continue from their
@@ -277,10 +324,7 @@ def run_grid(args: Args):
         tuner.fit()
         return experiment
     param_space = {
-        # Seeds vary slowest, so the first finished trials already compare every cell.
-        "seed": tune.grid_search(list(range(args.seeds))),
-        "delay": tune.grid_search(delays),
-        "cell": tune.grid_search(cells),
+        "run": tune.grid_search(runs),
         **{k: getattr(args, k) for k in (
             "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "train_batch_size",
             "minibatch_size",
@@ -307,7 +351,7 @@ def collect_curves(experiment_dir: Path):
 
     rows = []
     for params_file in sorted(Path(experiment_dir).glob("*/params.json")):
-        params = json.loads(params_file.read_text())
+        params = trial_params(json.loads(params_file.read_text()))
         result_file = params_file.with_name("result.json")
         if not result_file.is_file():
             continue
@@ -419,8 +463,25 @@ def results_table(df, metric: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(experiment_dir: Path, out_dir: Path) -> Dict[str, Path]:
-    df = collect_curves(experiment_dir)
+def write_report(experiment_dir: Optional[Path], out_dir: Path, results: str = "") -> Dict[str, Path]:
+    """CSV, figure and table of the experiment's trials and, with `results`, of the runs kept
+    in that match_curves.csv (a run in both comes from the experiment)."""
+    import pandas as pd
+
+    frames = []
+    if experiment_dir is not None and Path(experiment_dir).is_dir():
+        try:
+            frames.append(collect_curves(experiment_dir))
+        except FileNotFoundError:
+            if not results:
+                raise
+    if results:
+        kept = pd.read_csv(Path(os.path.expanduser(results)))
+        if frames:
+            new = set(map(tuple, frames[0][list(RUN_KEYS)].drop_duplicates().itertuples(index=False)))
+            kept = kept[[tuple(r) not in new for r in kept[list(RUN_KEYS)].itertuples(index=False)]]
+        frames.insert(0, kept.reindex(columns=CURVE_COLUMNS))
+    df = pd.concat(frames, ignore_index=True).sort_values(["cell", "delay", "seed", "env_steps"])
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = ["train_success"] + (["eval_success"] if df["eval_success"].notna().any() else [])
     curve_metrics = metrics + (["entropy"] if df["entropy"].notna().any() else [])
@@ -445,8 +506,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as err:  # a bad cell name or --model-config, nothing to resume, ...
         print(f"match: error: {err}", file=sys.stderr)
         return 2
+    if experiment_dir is None:  # every run was finished already
+        experiment_dir = Path(os.path.expanduser(args.storage_path)) / args.experiment_name
     out_dir = Path(os.path.expanduser(args.out_dir)) if args.out_dir else experiment_dir
-    paths = write_report(experiment_dir, out_dir)
+    paths = write_report(experiment_dir, out_dir, args.results)
     print(paths["table"].read_text())
     for kind, path in paths.items():
         print(f"{kind}: {path}")
