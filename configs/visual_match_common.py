@@ -74,8 +74,8 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         hidden_size=env_knob("MEMORY_AGENTS_HIDDEN", defaults.HIDDEN_SIZE),
         env_config={
             "distractor_steps": env_knob("MEMORY_AGENTS_DELAY", 30),
-            # "fixed" until an agent is found that learns the release's "instance" rule
-            # (README, "Learning results": both cells stay at chance on it so far).
+            # "fixed" for now: why, and when "instance" (the release's rule) takes over, is
+            # in memory_agents.rllib.defaults.COLOUR_ORDER.
             "colour_order": env_knob("MEMORY_AGENTS_COLOUR_ORDER", defaults.COLOUR_ORDER, str),
         },
         seed=env_knob("MEMORY_AGENTS_SEED", 0),
