@@ -62,3 +62,31 @@ def test_no_checkpoint_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "trial" / "params.json").write_text(json.dumps({"cell": "gru", "delay": 3, "seed": 0}))
     assert agents.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "no trial" in capsys.readouterr().err
+
+
+def test_unfinished_trials_are_skipped_and_earlier_rows_kept(grid, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "grid"
+    shutil.copytree(grid, copy)
+    gru = next(p for p in copy.iterdir() if p.is_dir() and "gru" in p.name and "ur-lstm" not in p.name)
+    params = json.loads((gru / "params.json").read_text())
+    params["timesteps"] = 10**6  # as if the run were still going
+    (gru / "params.json").write_text(json.dumps(params))
+    out = tmp_path / "docs"
+    # An earlier session's row for another trial, kept in the table.
+    out.mkdir()
+    earlier = {c: "" for c in agents.EVAL_COLUMNS}
+    earlier.update(cell="lstm", delay=3, seed=2, env_steps=280, episodes=8, success=0.5, ci_low=0.2,
+                   ci_high=0.8, touched_left=0.5, touched_centre=0.5, touched_right=0.0, touched_none=0.0,
+                   median_touch_step=6, probe_accuracy=1.0, probe_chance=0.5, agent="agents/lstm-s2")
+    with open(out / "evaluations.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=agents.EVAL_COLUMNS)
+        writer.writeheader()
+        writer.writerow(earlier)
+    assert agents.main([str(copy), "--out", str(out), "--episodes", "4"]) == 0
+    assert "skipping" in capsys.readouterr().out
+    assert not (out / "agents" / "gru-s0").exists()
+    rows = list(csv.DictReader((out / "evaluations.csv").open()))
+    assert sorted((r["cell"], r["seed"]) for r in rows) == [("lstm", "2"), ("ur-lstm", "0")]
+    assert "| `lstm` | 3 | 2 |" in (out / "evaluations.md").read_text()

@@ -3,7 +3,8 @@
 
     python -m memory_agents.experiments.agents ~/ray_results/match --out docs/rl/passive_d30_release
 
-For every trial of the experiment (a `python -m memory_agents.experiments.match` grid) it
+For every finished trial of the experiment (a `python -m memory_agents.experiments.match`
+grid; unfinished ones are skipped) it
 
 - exports the final checkpoint's module to ``OUT/agents/<cell>-d<delay>-s<seed>/`` (`rllib
   export`: the module's files and ``agent.json``, about 1.8 MB; ``-d<delay>`` is left out
@@ -11,7 +12,8 @@ For every trial of the experiment (a `python -m memory_agents.experiments.match`
 - runs `rllib evaluate` on it: ``--episodes`` fresh greedy episodes (300), episode i reset
   with seed ``--seed`` + i (100000: never a training seed), with the memory probe;
 - writes ``OUT/evaluations.csv`` (one row per trial) and ``OUT/evaluations.md`` (the table),
-  and each evaluation's printout to ``OUT/agents/<name>.eval.txt``.
+  and each evaluation's printout to ``OUT/agents/<name>.eval.txt``. Rows already in
+  ``OUT/evaluations.csv`` for other trials (earlier sessions of the same grid) are kept.
 
 Evaluate one agent again with ``rllib evaluate OUT/agents/<name> --episodes 300 --probe``.
 """
@@ -48,9 +50,14 @@ def final_checkpoints(experiment: Path) -> List[Dict[str, Any]]:
         if not checkpoints:
             continue
         steps, checkpoint = max(checkpoints, key=lambda item: (item[0], str(item[1])))
+        if steps < params.get("timesteps", 0):
+            # Still running (or interrupted): its agent is not the run's final one.
+            print(f"skipping {params_file.parent.name}: {steps:,} of {params['timesteps']:,} steps",
+                  flush=True)
+            continue
         trials.append({"params": params, "checkpoint": checkpoint, "env_steps": int(steps)})
     if not trials:
-        raise FileNotFoundError(f"no trial of {experiment} has saved a checkpoint")
+        raise FileNotFoundError(f"no trial of {experiment} has saved its final checkpoint")
     return trials
 
 
@@ -94,9 +101,32 @@ def evaluate_trials(experiment: Path, out: Path, *, episodes: int = 300, seed: i
     return rows
 
 
+def merge_kept(rows: List[Dict[str, Any]], kept_csv: Path) -> List[Dict[str, Any]]:
+    """`rows` plus the rows of an earlier evaluations.csv (earlier sessions' trials) that
+    `rows` does not evaluate again."""
+    if not kept_csv.is_file():
+        return rows
+    new = {(r["cell"], int(r["delay"]), int(r["seed"])) for r in rows}
+    merged = list(rows)
+    with open(kept_csv, newline="") as f:
+        for old in csv.DictReader(f):
+            if (old["cell"], int(old["delay"]), int(old["seed"])) in new:
+                continue
+            row: Dict[str, Any] = dict(old)
+            for key in ("delay", "seed", "env_steps", "episodes"):
+                row[key] = int(row[key])
+            for key in EVAL_COLUMNS:
+                if key not in ("cell", "agent") and not isinstance(row[key], int):
+                    row[key] = float(row[key])
+            merged.append(row)
+    return merged
+
+
 def write_tables(rows: List[Dict[str, Any]], out: Path) -> Dict[str, Path]:
+    """evaluations.csv and .md of `rows` and of the earlier rows kept in OUT/evaluations.csv."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "evaluations.csv", "md": out / "evaluations.md"}
+    rows = merge_kept(rows, paths["csv"])
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=EVAL_COLUMNS)
         writer.writeheader()
