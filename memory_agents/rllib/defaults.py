@@ -80,6 +80,8 @@ EPISODES_PER_BATCH = 64
 #: instance (ur-lstm, seed 0, 600k steps), greedy success was 0.40 without them and 0.30 with
 #: the last action and reward in (with reconstruction x0, x0.1 and x1 alike: a position
 #: policy; seed 1 without them: 0.30 too); README "Agent options", docs/rl/agent_options_d0.
+#: Those runs had RLlib's value-loss clamp (VF_CLIP_PARAM), which blocked every variant; the
+#: options are not yet measured without it.
 PREV_ACTION_REWARD = False
 RECONSTRUCTION_WEIGHT = 0.0
 #: Greedy evaluation every N training iterations, over this many episodes.
