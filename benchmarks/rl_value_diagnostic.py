@@ -39,13 +39,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 UP = 0  # top-down actions in the release's order: north, south, west, east
 
 
-def trace(checkpoint: str, episodes: int, seed: int, calibration_episodes: int = 60,
-          gamma: float = 0.96) -> Dict[str, Any]:
+def agent_step(module, obs, state, prev_action, prev_reward):
+    """One step of the agent: (value estimate, logits (1, actions), next recurrent state)."""
     from ray.rllib.core.columns import Columns
 
+    from memory_agents.rllib.evaluate import module_observation
+
+    batch = {Columns.OBS: module_observation(module, obs, prev_action, prev_reward), Columns.STATE_IN: state}
+    with torch.no_grad():
+        out = module.forward_train(batch)
+        value = float(module.compute_values(batch, embeddings=out[Columns.EMBEDDINGS])[0, 0])
+    return value, out[Columns.ACTION_DIST_INPUTS][:, 0], out[Columns.STATE_OUT]
+
+
+def trace(checkpoint: str, episodes: int, seed: int, calibration_episodes: int = 60,
+          gamma: float = 0.96) -> Dict[str, Any]:
     from memory_agents.rllib.config import check_env_id, make_env
-    from memory_agents.rllib.evaluate import (_batch_state, env_from_checkpoint, find_module_checkpoint,
-                                              load_module, module_observation)
+    from memory_agents.rllib.evaluate import _batch_state, env_from_checkpoint, find_module_checkpoint, load_module
 
     module_dir, algo_dir = find_module_checkpoint(checkpoint)
     module = load_module(module_dir)
@@ -60,14 +70,8 @@ def trace(checkpoint: str, episodes: int, seed: int, calibration_episodes: int =
         prev_action, prev_reward, step3 = None, 0.0, 0
         match = base.target_square == 1
         while True:
-            batch = {Columns.OBS: module_observation(module, obs, prev_action, prev_reward),
-                     Columns.STATE_IN: state}
-            with torch.no_grad():
-                out = module.forward_train(batch)
-                value = float(module._values(out[Columns.EMBEDDINGS])[0, 0, 0])
-            logits = out[Columns.ACTION_DIST_INPUTS][:, 0]
+            value, logits, state = agent_step(module, obs, state, prev_action, prev_reward)
             p_up = float(torch.softmax(logits, -1)[0, UP])
-            state = out[Columns.STATE_OUT]
             if info.get("phase") == 3:
                 rows.append({"episode": episode, "step": step3, "match": bool(match),
                              "value": value, "p_up": p_up})
@@ -97,9 +101,7 @@ def trace(checkpoint: str, episodes: int, seed: int, calibration_episodes: int =
 
 def calibrate(module, env, dist_cls, episodes: int, seed: int, gamma: float) -> List[Dict[str, Any]]:
     """Mean value estimate and mean discounted return per step, sampled actions."""
-    from ray.rllib.core.columns import Columns
-
-    from memory_agents.rllib.evaluate import _batch_state, module_observation
+    from memory_agents.rllib.evaluate import _batch_state
 
     generator = torch.Generator().manual_seed(seed)
     values, returns, phases = [], [], []
@@ -109,14 +111,9 @@ def calibrate(module, env, dist_cls, episodes: int, seed: int, gamma: float) -> 
         prev_action, prev_reward, done = None, 0.0, False
         v, r, p = [], [], []
         while not done:
-            batch = {Columns.OBS: module_observation(module, obs, prev_action, prev_reward),
-                     Columns.STATE_IN: state}
-            with torch.no_grad():
-                out = module.forward_train(batch)
-                v.append(float(module._values(out[Columns.EMBEDDINGS])[0, 0, 0]))
-            state = out[Columns.STATE_OUT]
-            probs = torch.softmax(out[Columns.ACTION_DIST_INPUTS][0, 0], -1)
-            action = int(torch.multinomial(probs, 1, generator=generator))
+            value, logits, state = agent_step(module, obs, state, prev_action, prev_reward)
+            v.append(value)
+            action = int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=generator))
             p.append(info.get("phase"))
             obs, reward, _, truncated, info = env.step(action)
             prev_action, prev_reward = np.asarray(action), float(reward)

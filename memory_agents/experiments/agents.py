@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from memory_agents.experiments.match import trial_params
+
 EVAL_COLUMNS = [
     "cell", "delay", "seed", "env_steps", "episodes", "success", "ci_low", "ci_high",
     "touched_left", "touched_centre", "touched_right", "touched_none", "median_touch_step",
@@ -40,8 +42,6 @@ def final_checkpoints(experiment: Path) -> List[Dict[str, Any]]:
     """(params, newest checkpoint, its env steps) of every trial that saved one."""
     trials = []
     for params_file in sorted(Path(experiment).glob("*/params.json")):
-        from memory_agents.experiments.match import trial_params
-
         params = trial_params(json.loads(params_file.read_text()))
         checkpoints = []
         for progress in params_file.parent.glob("checkpoint_*/match_progress.json"):
