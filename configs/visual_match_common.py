@@ -9,7 +9,7 @@ MEMORY_AGENTS_CELL                    per file   any of memory_agents.cells.avai
 MEMORY_AGENTS_DELAY                   30         distractor_steps (the memory delay)
 MEMORY_AGENTS_SEED                    0          RLlib seed (envs, weights, sampling)
 MEMORY_AGENTS_HIDDEN                  128        recurrent hidden size
-MEMORY_AGENTS_TIMESTEPS               1000000    stop after this many env steps
+MEMORY_AGENTS_TIMESTEPS               2000000    stop after this many env steps
 MEMORY_AGENTS_NUM_ENVS                64         vectorised envs per env runner
 MEMORY_AGENTS_NUM_ENV_RUNNERS         1          remote env runners (0: sample in the trainer)
 MEMORY_AGENTS_NUM_LEARNERS            0          learner processes sharing each minibatch
@@ -18,10 +18,9 @@ MEMORY_AGENTS_OVERLAP_SAMPLING        1          remote runners sample the next 
                                                  the learner trains on this one (OverlapPPO;
                                                  0: sample, then learn, as RLlib's PPO)
 MEMORY_AGENTS_EVAL_INTERVAL           10         greedy evaluation every N iterations (0: off)
-MEMORY_AGENTS_COLOUR_ORDER            fixed      the reward room's colours: "fixed" (red,
-                                                 green, blue: the easier variant, which the
-                                                 shipped PPO settings learn), "instance" (the
-                                                 release's rule: one order per env instance)
+MEMORY_AGENTS_COLOUR_ORDER            instance   the reward room's colours: "instance" (the
+                                                 release's rule: one order per env instance),
+                                                 "fixed" (red, green, blue: the easier variant)
                                                  or "episode" (one per episode)
 MEMORY_AGENTS_PREV_ACTION_REWARD      0          1: the one-hot last action and the last
                                                  reward are inputs of the core (the TVT
@@ -74,8 +73,7 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         hidden_size=env_knob("MEMORY_AGENTS_HIDDEN", defaults.HIDDEN_SIZE),
         env_config={
             "distractor_steps": env_knob("MEMORY_AGENTS_DELAY", 30),
-            # "fixed" for now: why, and when "instance" (the release's rule) takes over, is
-            # in memory_agents.rllib.defaults.COLOUR_ORDER.
+            # "instance", the release's rule; why, in memory_agents.rllib.defaults.COLOUR_ORDER.
             "colour_order": env_knob("MEMORY_AGENTS_COLOUR_ORDER", defaults.COLOUR_ORDER, str),
         },
         seed=env_knob("MEMORY_AGENTS_SEED", 0),

@@ -31,7 +31,7 @@ def test_parse_args_types_and_boolean_flags():
     assert args.colour_order == "instance"
     assert match.parse_args(["--resume"]).resume is True
     defaults = match.parse_args([])
-    assert defaults.colour_order == "fixed" and defaults.num_epochs == 8 and defaults.minibatch_size == 0
+    assert defaults.colour_order == "instance" and defaults.num_epochs == 8 and defaults.minibatch_size == 0
 
 
 def test_report_from_trial_results(tmp_path):
