@@ -47,3 +47,25 @@ def test_the_gpu_target_is_ur_lstm_training_at_the_sequence_shapes():
     ]
     checks = {(c["shape"], c["measure"]): (c["target"], c["met"]) for c in bench.check_cuda_targets(rows)}
     assert checks == {("smnist", "train"): (0.8, True), ("lm", "train"): (0.8, False)}
+
+
+def test_gemm_benchmark_runs_checks_its_kernels_and_records_the_target(tmp_path):
+    """benchmarks/gemm.py end to end with few calls: both kernels agree with torch.addmm (it
+    asserts that), and the JSON carries the CPU and the packed-vs-addmm target."""
+    import json
+
+    import pytest
+
+    from memory_agents.cells import _native
+
+    if _native._load() is None:
+        pytest.skip(f"no C kernels: {_native.backend_reason()}")
+    gspec = importlib.util.spec_from_file_location("bench_gemm", Path(__file__).parents[1] / "benchmarks" / "gemm.py")
+    gemm = importlib.util.module_from_spec(gspec)
+    gspec.loader.exec_module(gemm)
+    out = tmp_path / "gemm.json"
+    gemm.main(["--calls", "3", "--repeats", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert [(r["M"], r["K"], r["N"]) for r in result["rows"]] == gemm.SHAPES
+    assert all(r["packed_gflops"] > 0 and r["max_abs_error_packed"] < 1e-2 for r in result["rows"])
+    assert isinstance(result["meta"]["target_met"], bool) and result["meta"]["cpu_capability"]
