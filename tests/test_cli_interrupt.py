@@ -41,11 +41,14 @@ def start(*args, storage):
     )
 
 
-def wait_for(condition, proc, timeout=240):
+def wait_for(condition, proc, timeout=240, output=None):
+    """`output`: where a reader thread collects the run's lines (then stdout is already drained)."""
     deadline = time.time() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"run ended early:\n{proc.stdout.read()}")
+            time.sleep(0.5)  # let a reader thread take the last lines
+            text = "".join(output) if output is not None else proc.stdout.read()
+            raise AssertionError(f"run ended early (exit {proc.returncode}):\n{text[-5000:]}")
         if time.time() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError("timed out")
@@ -102,7 +105,7 @@ def test_ctrl_c_saves_a_checkpoint_that_evaluates_and_resumes(tmp_path):
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
-    wait_for(lambda: sum(line.startswith("it ") for line in lines) >= 3, proc)
+    wait_for(lambda: sum(line.startswith("it ") for line in lines) >= 3, proc, output=lines)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
     proc.wait(timeout=120)
     reader.join(timeout=10)
