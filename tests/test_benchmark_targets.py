@@ -1,13 +1,22 @@
 """The target check of benchmarks/cells.py: what "targets met" in the README rests on."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("bench_cells", Path(__file__).parents[1] / "benchmarks" / "cells.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_cells"] = bench  # dataclasses look their module up there
-spec.loader.exec_module(bench)
+import pytest
+
+
+def _load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark("cells")
 
 
 def _row(module, shape, forward, train, threads=1):
@@ -52,17 +61,11 @@ def test_the_gpu_target_is_ur_lstm_training_at_the_sequence_shapes():
 def test_gemm_benchmark_runs_checks_its_kernels_and_records_the_target(tmp_path):
     """benchmarks/gemm.py end to end with few calls: both kernels agree with torch.addmm (it
     asserts that), and the JSON carries the CPU and the packed-vs-addmm target."""
-    import json
-
-    import pytest
-
     from memory_agents.cells import _native
 
     if _native._load() is None:
         pytest.skip(f"no C kernels: {_native.backend_reason()}")
-    gspec = importlib.util.spec_from_file_location("bench_gemm", Path(__file__).parents[1] / "benchmarks" / "gemm.py")
-    gemm = importlib.util.module_from_spec(gspec)
-    gspec.loader.exec_module(gemm)
+    gemm = _load_benchmark("gemm")
     out = tmp_path / "gemm.json"
     gemm.main(["--calls", "3", "--repeats", "1", "--out", str(out)])
     result = json.loads(out.read_text())
