@@ -60,11 +60,14 @@ TASK_IDS = {
 }
 
 
-def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
+def build(task: str, cell: str, colour_order: str = defaults.COLOUR_ORDER,
+          entropy_coeff: float = defaults.ENTROPY_COEFF) -> Tuple[Any, Dict[str, Any]]:
     """(config, stop) for PPO on the `task` ("passive" / "active") Visual Match.
 
     Every default lives in `memory_agents.rllib.defaults` (shared with `rllib train
-    --algo/--env` and the match experiment); the variables above override them.
+    --algo/--env` and the match experiment); the variables above override them, and
+    ``--config`` overrides the rest. `colour_order` and `entropy_coeff` are a config file's
+    own defaults (the fixed-order file sets both).
     """
     config = memory_agent_config(
         TASK_IDS[task],
@@ -74,9 +77,10 @@ def build(task: str, cell: str) -> Tuple[Any, Dict[str, Any]]:
         env_config={
             "distractor_steps": env_knob("MEMORY_AGENTS_DELAY", 30),
             # "instance", the release's rule; why, in memory_agents.rllib.defaults.COLOUR_ORDER.
-            "colour_order": env_knob("MEMORY_AGENTS_COLOUR_ORDER", defaults.COLOUR_ORDER, str),
+            "colour_order": env_knob("MEMORY_AGENTS_COLOUR_ORDER", colour_order, str),
         },
         seed=env_knob("MEMORY_AGENTS_SEED", 0),
+        entropy_coeff=entropy_coeff,
         num_env_runners=env_knob("MEMORY_AGENTS_NUM_ENV_RUNNERS", defaults.NUM_ENV_RUNNERS),
         num_envs_per_env_runner=env_knob("MEMORY_AGENTS_NUM_ENVS", defaults.NUM_ENVS_PER_ENV_RUNNER),
         num_learners=env_knob("MEMORY_AGENTS_NUM_LEARNERS", defaults.NUM_LEARNERS),

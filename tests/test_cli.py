@@ -190,6 +190,20 @@ def test_broken_config_file_is_one_line_naming_it(body, expected, capsys, tmp_pa
     assert expected in err and "Traceback" not in err
 
 
+def test_the_fixed_order_config_ships_its_own_entropy_bonus(monkeypatch):
+    from memory_agents.rllib import defaults
+    from memory_agents.rllib.train import load_config_file
+
+    monkeypatch.delenv("MEMORY_AGENTS_COLOUR_ORDER", raising=False)
+    fixed, _, _ = load_config_file("ppo_passive_match_fixed_ur_lstm")
+    shipped, _, _ = load_config_file("ppo_passive_match_ur_lstm")
+    assert fixed.env_config["colour_order"] == "fixed" and fixed.entropy_coeff == 0.03
+    assert shipped.env_config["colour_order"] == "instance" and shipped.entropy_coeff == defaults.ENTROPY_COEFF == 0.01
+    # The knob still wins over a file's own default.
+    monkeypatch.setenv("MEMORY_AGENTS_COLOUR_ORDER", "episode")
+    assert load_config_file("ppo_passive_match_fixed_ur_lstm")[0].env_config["colour_order"] == "episode"
+
+
 def test_rllib_style_conv_filters_are_accepted():
     from memory_agents.rllib.module import check_model_config
 

@@ -230,12 +230,11 @@ def test_options_need_discrete_actions_and_keep_a_users_connector():
 
 
 def test_the_config_wiring_follows_the_options():
-    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-
     from memory_agents.rllib.config import apply_model_options, prev_action_reward_connector
+    from memory_agents.rllib.learner import MemoryPPOLearner
 
     plain = memory_agent_config(ENV, env_config=ENV_CONFIG)
-    assert plain._env_to_module_connector is None and plain.learner_class is PPOTorchLearner
+    assert plain._env_to_module_connector is None and plain.learner_class is MemoryPPOLearner
     both = memory_agent_config(ENV, env_config=ENV_CONFIG, prev_action_reward=True, reconstruction_weight=1.0)
     assert both._env_to_module_connector is prev_action_reward_connector
     assert both.learner_class is ReconstructionPPOLearner
@@ -245,7 +244,10 @@ def test_the_config_wiring_follows_the_options():
     # `rllib train --config` may turn them off again.
     both._rl_module_spec.model_config.update(prev_action_reward=False, reconstruction_weight=0.0)
     apply_model_options(both)
-    assert both._env_to_module_connector is None and both.learner_class is PPOTorchLearner
+    assert both._env_to_module_connector is None and both.learner_class is MemoryPPOLearner
+    # Algorithms without PPO's learner keep their own.
+    impala = memory_agent_config(ENV, algo="IMPALA", env_config=ENV_CONFIG)
+    assert impala.learner_class is not MemoryPPOLearner
 
 
 def test_knobs_and_flags(monkeypatch):

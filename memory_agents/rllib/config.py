@@ -166,7 +166,8 @@ def apply_model_options(config):
     - ``prev_action_reward`` (and the action/reward terms of ``reconstruction_weight``):
       the env-to-module connector `prev_action_reward_connector` (a Discrete action space);
     - ``reconstruction_weight`` > 0: the learner class
-      `memory_agents.rllib.learner.ReconstructionPPOLearner` (PPO only).
+      `memory_agents.rllib.learner.ReconstructionPPOLearner` (PPO only); otherwise, for PPO,
+      `memory_agents.rllib.learner.MemoryPPOLearner` (RLlib's updates, less overhead).
 
     Options turned off remove what this function set before (not what a user set by hand).
     Checks the options first: a ValueError, before anything is built, names a bad value, an
@@ -179,7 +180,7 @@ def apply_model_options(config):
         return config
     from ray.rllib.algorithms.ppo import PPO
 
-    from memory_agents.rllib.learner import ReconstructionPPOLearner
+    from memory_agents.rllib.learner import MemoryPPOLearner, ReconstructionPPOLearner
 
     cfg = check_model_config(spec.model_config)
     needs_connector = needs_prev_action_reward(cfg)
@@ -208,16 +209,18 @@ def apply_model_options(config):
         config.env_runners(env_to_module_connector=None)
 
     learner = config._learner_class
+    ours = (MemoryPPOLearner, ReconstructionPPOLearner)
     if reconstructs:
-        if learner is not None and not (isinstance(learner, type)
-                                        and issubclass(learner, ReconstructionPPOLearner)):
+        if learner not in (None, MemoryPPOLearner) and not (
+                isinstance(learner, type) and issubclass(learner, ReconstructionPPOLearner)):
             raise ValueError(f"model_config['reconstruction_weight'] sets the learner class "
                              f"(ReconstructionPPOLearner), but the config has one already: "
                              f"{learner!r}; subclass ReconstructionPPOLearner instead")
-        if learner is None:
+        if learner in (None, MemoryPPOLearner):
             config.learners(learner_class=ReconstructionPPOLearner)
-    elif learner is ReconstructionPPOLearner:
-        config.learners(learner_class=None)
+    elif learner in (None,) + ours:
+        # PPO's updates, with less overhead per minibatch (memory_agents.rllib.learner).
+        config.learners(learner_class=MemoryPPOLearner if issubclass(config.algo_class, PPO) else None)
     return config
 
 

@@ -62,8 +62,10 @@ GAMMA = 0.96
 #: Entropy bonus. 0.03 broke the fixed-order plateau (delay 30, steps to 90% on seeds 0/1/2:
 #: 422k/211k/576k against a plateau/538k/518k) but slowed the release's colour order per
 #: instance, the default task (ur-lstm seed 0: 0.27 at 1.5M steps against 90% at 1.48M with
-#: 0.01); README "Wall time to solve". For the fixed order, pass {"entropy_coeff": 0.03}.
+#: 0.01); README "Wall time to solve". The fixed-order config
+#: (configs/ppo_passive_match_fixed_ur_lstm.py) ships FIXED_ORDER_ENTROPY_COEFF.
 ENTROPY_COEFF = 0.01
+FIXED_ORDER_ENTROPY_COEFF = 0.03
 #: PPO's value loss unclipped. RLlib clamps each step's squared value error at
 #: `vf_clip_param` (10 by default), and a clamped step gives the critic no gradient. With the
 #: final reward of 10, a success's targets near the reward are 5-10 above a critic that says

@@ -1,4 +1,21 @@
-"""PPO plus the auxiliary reconstruction loss of DeepMind's TVT release (`reconstruction_weight`).
+"""The PPO learners of `RecurrentCellModule`: the same update as RLlib's, with less overhead per
+minibatch (`MemoryPPOLearner`), and the auxiliary reconstruction loss of DeepMind's TVT release
+(`ReconstructionPPOLearner`, ``reconstruction_weight``).
+
+`MemoryPPOLearner` is what `memory_agent_config` trains PPO with (through
+`memory_agents.rllib.config.apply_model_options`). Its updates equal `PPOTorchLearner`'s bit for
+bit (tests/test_rllib_learner.py); it only does the same work in fewer calls, which matters at
+these small shapes (64 minibatch updates per 3,840-step batch, ~40 ms each here):
+
+- RLlib checks every gradient for NaN/inf with one ``torch.isfinite(grad).all()`` per
+  parameter, twice per update (before and after zeroing bad entries): 26 small ops and 26
+  syncs, ~2.2 ms per update, ~6% of the learner's time. Here one fused ``_foreach_norm``
+  decides: a tensor's norm is finite only if all its entries are, so when every norm is finite
+  the gradients are applied as they are, which is what RLlib does with finite gradients;
+  otherwise RLlib's own method handles them (zeroing NaN, warning), unchanged.
+- Adam runs its multi-tensor (``foreach``) implementation, which PyTorch picks by default on
+  GPUs only: the same arithmetic (measured equal to the bit over 200 steps), ~0.3 ms less per
+  update.
 
 `ReconstructionPPOLearner` is RLlib's `PPOTorchLearner` whose `compute_loss_for_module` adds,
 to PPO's loss, the weighted reconstruction of the observation, the last action and the last
@@ -82,8 +99,33 @@ def reconstruction_losses(
     return weighted
 
 
-class ReconstructionPPOLearner(PPOTorchLearner):
-    """`PPOTorchLearner` whose loss adds the module's weighted reconstruction terms."""
+class MemoryPPOLearner(PPOTorchLearner):
+    """`PPOTorchLearner` with a fused finite-gradient check and multi-tensor Adam (module
+    docstring): the same updates, in fewer calls."""
+
+    @override(PPOTorchLearner)
+    def configure_optimizers_for_module(self, module_id: ModuleID, config: Any = None) -> None:
+        # RLlib's own, with foreach=True: torch.optim.Adam(params) plus the lr schedule.
+        params = self.get_parameters(self._module[module_id])
+        self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params, foreach=True),
+                                params=params, lr_or_lr_schedule=config.lr)
+
+    @override(PPOTorchLearner)
+    def apply_gradients(self, gradients_dict: Dict[Any, Any]) -> None:
+        grads = [g for g in gradients_dict.values() if g is not None]
+        # Anything unusual (schedulers, grad scalers, a non-finite gradient): RLlib's method.
+        if (self._lr_scheduler_classes is not None or self._grad_scalers is not None or not grads
+                or not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())):
+            return super().apply_gradients(gradients_dict)
+        for pid, grad in gradients_dict.items():
+            self._params[pid].grad = grad
+        for module_id, optimizer_names in self._module_optimizers.items():
+            for name in optimizer_names:
+                self.get_optimizer(module_id, name).step()
+
+
+class ReconstructionPPOLearner(MemoryPPOLearner):
+    """`MemoryPPOLearner` whose loss adds the module's weighted reconstruction terms."""
 
     @override(PPOTorchLearner)
     def compute_loss_for_module(
