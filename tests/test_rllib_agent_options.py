@@ -308,16 +308,6 @@ def test_match_refuses_a_negative_weight_before_ray_starts(tmp_path, capsys):
 
 # --- training, inference and the learner, through RLlib --------------------------------
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    torch.set_num_threads(1)
-    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
 def small_config(num_learners=0, **options):
     return memory_agent_config(
         ENV, env_config=ENV_CONFIG, cell="ur-lstm", hidden_size=8, num_envs_per_env_runner=2,

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from memory_agents.rllib import RecurrentCellAPPOModule, RecurrentCellModule, memory_agent_config
@@ -16,11 +15,8 @@ ENV = "memory_agents/PassiveVisualMatch-Delay15-v0"  # 45-step episodes
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    torch.set_num_threads(1)
-    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
+def _ray_for_every_test(local_ray):
+    """Every test here trains through Ray (the fixture: tests/conftest.py)."""
 
 
 def test_config_defaults_cover_a_whole_episode():

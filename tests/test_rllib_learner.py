@@ -7,7 +7,6 @@ and inf entries and must treat them alike (RLlib's zeroing).
     .venv/bin/python -m pytest tests/test_rllib_learner.py -q      (about 30 s)
 """
 
-import pytest
 import torch
 
 from memory_agents.rllib import memory_agent_config
@@ -16,16 +15,6 @@ from memory_agents.rllib.learner import MemoryPPOLearner
 ENV = "memory_agents/PassiveVisualMatch-v0"
 ENV_CONFIG = {"explore_steps": 5, "distractor_steps": 5, "reward_steps": 5}
 EPISODE = 15
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 def build(learner_class=None):
