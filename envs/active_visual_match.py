@@ -101,7 +101,10 @@ class ActiveVisualMatchEnv(VisualMatchEnv):
     ## Termination
 
     The episode is truncated after exactly `explore_steps + distractor_steps + reward_steps`
-    steps (120 by default) and never ends earlier (`terminated` is always False).
+    steps (120 by default) and never ends earlier (`terminated` is always False). This differs
+    from DeepMind's release, whose loss treats the end as terminal (zero bootstrap value,
+    `tvt/rma.py`, `Agent.loss`): an agent that bootstraps on truncation, as RLlib's PPO does,
+    values the end with its own critic (README, "Experiment 2").
 
     ## Registered Configurations
 
