@@ -79,9 +79,9 @@ def trace(checkpoint: str, episodes: int, seed: int, calibration_episodes: int =
                 step3 += 1
             else:
                 action = int(dist_cls.from_logits(logits).to_deterministic().sample()[0])
-            obs, reward, _, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             prev_action, prev_reward = np.asarray(action), float(reward)
-            if truncated or step3 > 4:  # the touch is at the 4th step; nothing after matters here
+            if terminated or truncated or step3 > 4:  # the touch is at the 4th step; nothing after matters here
                 break
     table = []
     for step in range(5):
@@ -115,10 +115,10 @@ def calibrate(module, env, dist_cls, episodes: int, seed: int, gamma: float) -> 
             v.append(value)
             action = int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=generator))
             p.append(info.get("phase"))
-            obs, reward, _, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             prev_action, prev_reward = np.asarray(action), float(reward)
             r.append(float(reward))
-            done = truncated
+            done = terminated or truncated
         g, discounted = 0.0, []
         for reward in reversed(r):
             g = reward + gamma * g

@@ -100,11 +100,12 @@ class ActiveVisualMatchEnv(VisualMatchEnv):
 
     ## Termination
 
-    The episode is truncated after exactly `explore_steps + distractor_steps + reward_steps`
-    steps (120 by default) and never ends earlier (`terminated` is always False). This differs
-    from DeepMind's release, whose loss treats the end as terminal (zero bootstrap value,
-    `tvt/rma.py`, `Agent.loss`): an agent that bootstraps on truncation, as RLlib's PPO does,
-    values the end with its own critic (README, "Experiment 2").
+    The episode ends after exactly `explore_steps + distractor_steps + reward_steps` steps
+    (120 by default), never earlier. By default it is truncated there (`terminated` is always
+    False). DeepMind's release treats the end as terminal (zero bootstrap value, `tvt/rma.py`,
+    `Agent.loss`). An agent that bootstraps on truncation, as RLlib's PPO does, values the end
+    with its own critic instead (README, "Experiment 2"). `episode_end="terminated"` ends it as
+    the release does.
 
     ## Registered Configurations
 
@@ -118,7 +119,8 @@ class ActiveVisualMatchEnv(VisualMatchEnv):
     (None: never), `final_reward`, `wrong_reward`, `colour_order` (the squares'
     colours from the left: `"instance"`, the default and the release's rule, draws one order
     per environment instance whenever it is reset with a seed; `"episode"` draws one per
-    episode; `"fixed"` is always red, green, blue, the easier variant), `view`, `view_size`.
+    episode; `"fixed"` is always red, green, blue, the easier variant), `episode_end`, `view`,
+    `view_size`.
     """
 
     def _explore_room(self) -> tuple[np.ndarray, tuple[int, int], int]:

@@ -111,11 +111,12 @@ class KeyToDoorEnv(ThreePhaseEnv):
 
     ## Termination
 
-    The episode is truncated after exactly `explore_steps + distractor_steps + reward_steps`
-    steps (120 by default) and never ends earlier (`terminated` is always False). This differs
-    from DeepMind's release, whose loss treats the end as terminal (zero bootstrap value,
-    `tvt/rma.py`, `Agent.loss`): an agent that bootstraps on truncation, as RLlib's PPO does,
-    values the end with its own critic (README, "Experiment 2").
+    The episode ends after exactly `explore_steps + distractor_steps + reward_steps` steps
+    (120 by default), never earlier. By default it is truncated there (`terminated` is always
+    False). DeepMind's release treats the end as terminal (zero bootstrap value, `tvt/rma.py`,
+    `Agent.loss`). An agent that bootstraps on truncation, as RLlib's PPO does, values the end
+    with its own critic instead (README, "Experiment 2"). `episode_end="terminated"` ends it as
+    the release does.
 
     ## Registered Configurations
 
@@ -126,7 +127,7 @@ class KeyToDoorEnv(ThreePhaseEnv):
 
     Every constant is a keyword argument of `gym.make`: `explore_steps`, `distractor_steps`
     (0 allowed), `reward_steps`, `num_apples` (0-22), `apple_reward`, `apple_respawn_steps`
-    (None: never), `final_reward`, `view`, `view_size`.
+    (None: never), `final_reward`, `episode_end`, `view`, `view_size`.
     """
 
     def __init__(self, **kwargs: Any):

@@ -78,6 +78,13 @@ def check_real(name: str, value: Any) -> float:
     return float(value)
 
 
+#: How an episode ends after its last step. "truncated": a time limit outside the task, so an
+#: agent may bootstrap a value beyond it (what RLlib's PPO does). "terminated": the end of the
+#: task, nothing follows: DeepMind's release, whose loss bootstraps zero there (tvt/rma.py,
+#: `Agent.loss`: "Bootstrap value is at end of episode so is zero").
+EPISODE_ENDS = ("truncated", "terminated")
+
+
 class ThreePhaseEnv(MiniGridEnv):
     """Base class: explore -> distractor (apples) -> reward. Not registered; see subclasses.
 
@@ -98,6 +105,7 @@ class ThreePhaseEnv(MiniGridEnv):
         apple_reward: float | tuple[float, float] = 1.0,
         apple_respawn_steps: int | None = 20,
         final_reward: float = 10.0,
+        episode_end: str = "truncated",
         view: str = "top_down",
         view_size: int | None = None,
         render_mode: str | None = None,
@@ -122,6 +130,9 @@ class ThreePhaseEnv(MiniGridEnv):
             )
         self.apple_respawn_steps = apple_respawn_steps
         self.final_reward = check_real("final_reward", final_reward)
+        if episode_end not in EPISODE_ENDS:
+            raise ValueError(f"episode_end must be one of {EPISODE_ENDS}, got {episode_end!r}")
+        self.episode_end = episode_end
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         self.view = view
@@ -241,15 +252,16 @@ class ThreePhaseEnv(MiniGridEnv):
         if self.phase < 3 and self._phase_step >= self._phase_lengths[self.phase - 1]:
             # A zero-length distractor phase is skipped.
             self._enter_phase(3 if self.phase == 2 or self.distractor_steps == 0 else 2)
-        # The episode always runs its full length: it is truncated, never terminated.
-        truncated = self.step_count >= self.max_steps
+        # The episode always runs its full length, then ends as `episode_end` says.
+        ended = self.step_count >= self.max_steps
         info: dict[str, Any] = {"phase": self.phase}
-        if truncated:
+        if ended:
             info["last_phase_reward"] = self._last_phase_reward
             info["success"] = self._succeeded
         if self.render_mode == "human":
             self.render()
-        return self._obs(), reward, False, truncated, info
+        terminal = ended and self.episode_end == "terminated"
+        return self._obs(), reward, terminal, ended and not terminal, info
 
     # ----------------------------------------------------------------------------------------
     # State

@@ -210,9 +210,10 @@ def test_pickle_and_deepcopy_mid_episode(env_id):
 # Episode structure
 
 
+@pytest.mark.parametrize("episode_end", [None, "truncated", "terminated"])
 @pytest.mark.parametrize("env_id", ALL_IDS)
-def test_episode_length_and_phases(env_id):
-    env = gym.make(env_id)
+def test_episode_length_and_phases(env_id, episode_end):
+    env = gym.make(env_id, **({} if episode_end is None else {"episode_end": episode_end}))
     base = env.unwrapped
     explore, delay, reward = base.explore_steps, base.distractor_steps, base.reward_steps
     _, info = env.reset(seed=0)
@@ -221,10 +222,12 @@ def test_episode_length_and_phases(env_id):
     for t in range(1, explore + delay + reward + 1):
         _, _, terminated, truncated, info = env.step(rng.integers(4))
         phases.append(info["phase"])
-        assert not terminated
-        assert truncated == (t == explore + delay + reward)
+        last = t == explore + delay + reward
+        # Truncated by default; terminated (and not truncated) as the release ends it.
+        assert terminated == (last and episode_end == "terminated")
+        assert truncated == (last and episode_end != "terminated")
         # The outcome is reported at the last step only.
-        assert ("success" in info) == truncated and ("last_phase_reward" in info) == truncated
+        assert ("success" in info) == last and ("last_phase_reward" in info) == last
     # Phase of each observation: the agent acts `explore` times in phase 1, and so on.
     assert phases == [1] * explore + [2] * delay + [3] * (reward + 1)
     assert info["success"] in (0.0, 1.0)
@@ -562,6 +565,7 @@ BAD_KWARGS = [
     ({"view_size": 4}, "view_size must be an odd integer >= 3"),
     ({"view_size": 1}, "view_size"),
     ({"render_mode": "ansi"}, "render_mode must be None or one of"),
+    ({"episode_end": "done"}, r"episode_end must be one of \('truncated', 'terminated'\)"),
 ]
 VISUAL_MATCH_BAD_KWARGS = [
     ({"wrong_reward": "0"}, "wrong_reward must be a finite number"),
