@@ -100,12 +100,9 @@ class ActiveVisualMatchEnv(VisualMatchEnv):
 
     ## Termination
 
-    The episode ends after exactly `explore_steps + distractor_steps + reward_steps` steps
-    (120 by default), never earlier. By default it is truncated there (`terminated` is always
-    False). DeepMind's release treats the end as terminal (zero bootstrap value, `tvt/rma.py`,
-    `Agent.loss`). An agent that bootstraps on truncation, as RLlib's PPO does, values the end
-    with its own critic instead (README, "Experiment 2"). `episode_end="terminated"` ends it as
-    the release does.
+    After exactly `explore_steps + distractor_steps + reward_steps` steps (120 by default),
+    never earlier: truncated by default, terminated with `episode_end="terminated"` as in
+    DeepMind's release (why it matters: `envs.three_phase.EPISODE_ENDS`).
 
     ## Registered Configurations
 
