@@ -209,18 +209,18 @@ def apply_model_options(config):
         config.env_runners(env_to_module_connector=None)
 
     learner = config._learner_class
-    ours = (MemoryPPOLearner, ReconstructionPPOLearner)
-    if reconstructs:
-        if learner not in (None, MemoryPPOLearner) and not (
-                isinstance(learner, type) and issubclass(learner, ReconstructionPPOLearner)):
-            raise ValueError(f"model_config['reconstruction_weight'] sets the learner class "
-                             f"(ReconstructionPPOLearner), but the config has one already: "
-                             f"{learner!r}; subclass ReconstructionPPOLearner instead")
-        if learner in (None, MemoryPPOLearner):
-            config.learners(learner_class=ReconstructionPPOLearner)
-    elif learner in (None,) + ours:
-        # PPO's updates, with less overhead per minibatch (memory_agents.rllib.learner).
-        config.learners(learner_class=MemoryPPOLearner if issubclass(config.algo_class, PPO) else None)
+    ours = (None, MemoryPPOLearner, ReconstructionPPOLearner)  # what this function sets, or nothing
+    if reconstructs and learner not in ours and not (
+            isinstance(learner, type) and issubclass(learner, ReconstructionPPOLearner)):
+        raise ValueError(f"model_config['reconstruction_weight'] sets the learner class "
+                         f"(ReconstructionPPOLearner), but the config has one already: "
+                         f"{learner!r}; subclass ReconstructionPPOLearner instead")
+    if learner in ours:
+        # PPO's updates with less overhead per minibatch (memory_agents.rllib.learner), plus
+        # the reconstruction loss when asked for; other algorithms keep their own learner.
+        ppo = issubclass(config.algo_class, PPO)
+        config.learners(learner_class=ReconstructionPPOLearner if reconstructs
+                        else MemoryPPOLearner if ppo else None)
     return config
 
 
