@@ -7,9 +7,10 @@
 The grid file names *settings* (one ``python -m supervised.sweep`` directory each, under
 ``--runs``), *phases* (run in order: one sweep over the phase's cells x the seeds, seed 0 of every
 cell first) and the report's *sections*. Trials run one at a time on a local Ray instance of one
-CPU. Each time a trial finishes, ``--docs`` gets ``results.csv`` (one row per setting x cell x
-seed: budget and final metrics) and ``curves.csv`` (the learning curves), rebuilt from the
-finished trials' ``metrics.json``, and then the report (``python -m supervised.report``).
+CPU; ``--max-concurrent N`` runs N at once on N CPUs, for a machine with nothing else to do. Each
+time a trial finishes, ``--docs`` gets ``results.csv`` (one row per setting x cell x seed: budget
+and final metrics) and ``curves.csv`` (the learning curves), rebuilt from the finished trials'
+``metrics.json``, and then the report (``python -m supervised.report``).
 ``--resume`` on a machine without the run directories (a fresh clone) takes the committed
 ``results.csv`` rows as finished trials instead of training them again.
 """
@@ -261,8 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", default=DOCS, help="where results.csv, curves.csv and the report go (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the grid: finished trials are kept, unfinished ones resumed")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--max-concurrent", type=int, default=1, metavar="N",
+                        help="trials at once, one CPU and one torch thread each (default: %(default)s). Raise it only "
+                             "when nothing else trains on the machine: the report's times are per trial")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if args.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
         grid = load_grid(args.grid)
         if args.dry_run:
             for setting, cell, seed in grid.planned():
@@ -275,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         refresh(args.grid, grid, args.runs, args.docs)
         for setting, cells in grid.phases:
             out = sweep_dir(args.runs, setting)
-            sweep = SweepArgs(cells=cells, seeds=grid.seeds, out=str(out), num_cpus=1, max_concurrent=1,
-                              resume=args.resume)
+            sweep = SweepArgs(cells=cells, seeds=grid.seeds, out=str(out), num_cpus=args.max_concurrent,
+                              max_concurrent=args.max_concurrent, resume=args.resume)
             run_sweep(sweep, sweep_base(grid.settings[setting].config(), out),
                       on_trial_done=lambda record: refresh(args.grid, grid, args.runs, args.docs))
         refresh(args.grid, grid, args.runs, args.docs)

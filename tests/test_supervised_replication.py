@@ -174,3 +174,28 @@ def test_report_verdicts_not_and_partly(tmp_path):
     # o-lstm visibly best; ur-lstm ahead of lstm, but not visibly: partly.
     assert ("| [Ablation](#abl) | **partly** | ur-lstm ranks 2/3 (best: o-lstm, visibly ahead of ur-lstm); "
             "ur-lstm vs lstm: ur-lstm ahead by 0.02 (Welch p = 0.56: NOT visible at 3 seeds) |") in report
+
+
+def test_the_grid_runs_end_to_end_with_max_concurrent_2(tmp_path):
+    from supervised.replication import main
+
+    grid = write_grid(tmp_path, GRID.replace("seeds: [0, 1, 2]", "seeds: [0, 1]")
+                      .replace("  - {setting: img, cells: [ur-lstm, lstm, ur-gru, gru]}\n", "")
+                      .split("  - {name: img")[0])
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    main(["--grid", str(grid), "--runs", str(runs), "--docs", str(docs), "--max-concurrent", "2"])
+    rows = list(csv.DictReader(open(docs / RESULTS)))
+    assert sorted((r["cell"], r["seed"], r["steps"]) for r in rows) == [
+        (c, s, "6") for c in ("lstm", "o-lstm", "ur-lstm") for s in ("0", "1")]
+    assert all(float(r["val_loss"]) > 0 for r in rows)
+    assert "6 of 6 trials finished" in (docs / REPORT).read_text()
+
+
+def test_max_concurrent_below_one_is_refused_before_anything_runs(tmp_path, capsys):
+    from supervised.replication import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--grid", str(write_grid(tmp_path)), "--runs", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"),
+              "--max-concurrent", "0"])
+    assert exit_info.value.code == 2 and "--max-concurrent must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "docs").exists()
