@@ -267,23 +267,23 @@ def main(argv: list[str] | None = None) -> None:
                              "when nothing else trains on the machine: the report's times are per trial")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.max_concurrent < 1:
-            raise ConfigError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
         grid = load_grid(args.grid)
         if args.dry_run:
             for setting, cell, seed in grid.planned():
                 print(f"{setting:<14} {cell:<14} seed {seed}")
             print(f"{len(grid.planned())} trials")
             return
+        sweeps = [(setting, SweepArgs(cells=cells, seeds=grid.seeds, out=str(sweep_dir(args.runs, setting)),
+                                      num_cpus=args.max_concurrent, max_concurrent=args.max_concurrent,
+                                      resume=args.resume)) for setting, cells in grid.phases]
+        for _, sweep in sweeps:
+            check_sweep(sweep)
         check_data(grid)
         if args.resume and (n := restore(grid, args.runs, args.docs)):
             print(f"replication: {n} finished trials restored from {Path(args.docs) / RESULTS}", file=sys.stderr)
         refresh(args.grid, grid, args.runs, args.docs)
-        for setting, cells in grid.phases:
-            out = sweep_dir(args.runs, setting)
-            sweep = SweepArgs(cells=cells, seeds=grid.seeds, out=str(out), num_cpus=args.max_concurrent,
-                              max_concurrent=args.max_concurrent, resume=args.resume)
-            run_sweep(sweep, sweep_base(grid.settings[setting].config(), out),
+        for setting, sweep in sweeps:
+            run_sweep(sweep, sweep_base(grid.settings[setting].config(), sweep.out),
                       on_trial_done=lambda record: refresh(args.grid, grid, args.runs, args.docs))
         refresh(args.grid, grid, args.runs, args.docs)
     except (ConfigError, DataError) as e:

@@ -93,8 +93,9 @@ def check_sweep(args: SweepArgs) -> None:
             raise ConfigError(str(err)) from None
     if len(set(args.cells)) < len(args.cells) or len(set(args.seeds)) < len(args.seeds):
         raise ConfigError("--cells and --seeds must not repeat a value")
-    if args.num_cpus < 1 or args.max_concurrent < 1:
-        raise ConfigError("--num-cpus and --max-concurrent must be at least 1")
+    for name in ("max_concurrent", "num_cpus"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
 def sweep_base(cfg: TrainConfig, out: str | Path) -> TrainConfig:
