@@ -30,7 +30,7 @@ import yaml
 from supervised.cli import check_values
 from supervised.config import ConfigError, TrainConfig, resolve
 from supervised.readers import DataError
-from supervised.sweep import SweepArgs, check_sweep, finished_record, run_sweep, sweep_base, trial_config, trial_order
+from supervised.sweep import SweepArgs, SweepInterrupted, check_sweep, finished_record, run_sweep, sweep_base, trial_config, trial_order
 
 GRID = "configs/supervised/replication.yaml"
 DOCS = "docs/replication"
@@ -289,6 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except SweepInterrupted as e:
+        # The report already holds every trial that finished (refresh runs on each).
+        print(f"replication {e}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from supervised.cli import config_from_args
 from supervised.config import ConfigError, TrainConfig, resolve, resume_mismatches
@@ -44,6 +44,15 @@ from supervised.plots import mean_std, plot_learning_curves
 from supervised.readers import DataError
 
 RECORD_KEY = "trial_record"  # Tune key of a trial's last report: its record (see trial_record) as JSON
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped (Ctrl-C, SIGTERM) before these trials finished; their checkpoints are kept."""
+
+    def __init__(self, unfinished: list[str], out: str | Path):
+        self.unfinished, self.out = unfinished, out
+        super().__init__(f"interrupted: {len(unfinished)} trial(s) unfinished ({', '.join(unfinished)}); their "
+                         f"checkpoints in {out} are kept, so the same command with --resume continues them")
 LOCK = ".lock"  # flock'ed while a sweep (in --out) or a trial (in its directory) runs
 
 
@@ -242,11 +251,23 @@ def _run_trials(args: SweepArgs, base: TrainConfig, out: Path, todo: list[tuple[
         run_config=tune.RunConfig(storage_path=str(out / "ray"), name=time.strftime("tune-%Y%m%d-%H%M%S"),
                                   verbose=1, callbacks=[TrialDone()]),
     )
+    return collect_records(tuner.fit(), list(trials), out)
+
+
+def collect_records(results: Iterable[Any], trials: list[str], out: str | Path) -> dict[str, dict[str, Any]]:
+    """Each finished trial's record from Tune's results; raises SweepInterrupted if any of ``trials`` did not finish.
+
+    Tune answers Ctrl-C by stopping its trials and returning the results of those it had started,
+    without the record that a trial reports only once it has finished.
+    """
     records = {}
-    for result in tuner.fit():
+    for result in results:
         if result.error is not None:
             raise RuntimeError(f"trial {result.config['trial']} failed: {result.error}")
-        records[result.config["trial"]] = json.loads(result.metrics[RECORD_KEY])
+        if RECORD_KEY in (result.metrics or {}):
+            records[result.config["trial"]] = json.loads(result.metrics[RECORD_KEY])
+    if unfinished := [name for name in trials if name not in records]:
+        raise SweepInterrupted(unfinished, out)
     return records
 
 
@@ -284,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except SweepInterrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(130)
     title = f"{base.task}: {' vs '.join(args.cells)}, seeds {args.seeds}, hidden {base.hidden_size}"
     paths = write_reports(trials, args.out, title)
     print(paths["markdown"].read_text())

@@ -135,6 +135,52 @@ def test_sigkill_of_the_whole_sweep_then_resume(tmp_path):
     assert float(rows[1]["test_loss"]) == straight["test"]["loss"]
 
 
+def test_collect_records_names_the_unfinished_trials_and_raises_on_a_failed_one(tmp_path):
+    from types import SimpleNamespace
+
+    from supervised.sweep import RECORD_KEY, SweepInterrupted, collect_records
+
+    done = SimpleNamespace(error=None, config={"trial": "ur-lstm-s0"}, metrics={RECORD_KEY: json.dumps({"steps": 5})})
+    stopped = SimpleNamespace(error=None, config={"trial": "lstm-s0"}, metrics={"step": 3})
+    names = ["ur-lstm-s0", "lstm-s0", "lstm-s1"]
+    assert collect_records([done], names[:1], tmp_path) == {"ur-lstm-s0": {"steps": 5}}
+    with pytest.raises(SweepInterrupted) as info:  # lstm-s1 stopped before Tune created it: no result at all
+        collect_records([done, stopped], names, tmp_path)
+    assert info.value.unfinished == ["lstm-s0", "lstm-s1"]
+    assert str(info.value) == (f"interrupted: 2 trial(s) unfinished (lstm-s0, lstm-s1); their checkpoints in {tmp_path} "
+                               "are kept, so the same command with --resume continues them")
+    failed = SimpleNamespace(error=ValueError("nan loss"), config={"trial": "gru-s0"}, metrics={})
+    with pytest.raises(RuntimeError, match="trial gru-s0 failed: nan loss"):
+        collect_records([done, failed], names, tmp_path)
+
+
+def test_ctrl_c_stops_the_sweep_with_a_message_not_a_traceback(tmp_path):
+    # Ctrl-C reaches the terminal's whole process group; Tune stops its trials and returns. The sweep
+    # must then say which trials are unfinished and how to continue, and exit 130. About 20 s.
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "supervised.sweep", "adding", "--cells", "ur-lstm", "lstm", "--seeds", "0",
+            "--out", str(out), "--num-cpus", "1", "--max-concurrent", "1", "--steps", "2000",
+            "--checkpoint-every", "10", *TINY_RUN]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "trials" / "ur-lstm-s0" / CHECKPOINT).exists() and time.time() < deadline \
+                and process.poll() is None:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "interrupted: 2 trial(s) unfinished (ur-lstm-s0, lstm-s0)" in stderr
+    assert "--resume continues them" in stderr
+    assert (out / "trials" / "ur-lstm-s0" / CHECKPOINT).exists() and not (out / "results.csv").exists()
+
+
 @pytest.mark.slow
 def test_ray_tune_sweep_end_to_end(tmp_path):
     # Starts a local Ray instance: about a minute on an idle 2-core machine.
