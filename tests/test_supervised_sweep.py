@@ -91,22 +91,32 @@ def _session_processes(sid: int) -> list[int]:
     return pids
 
 
+def start_sweep(out: Path, steps: int, stderr=subprocess.DEVNULL) -> tuple[list[str], dict, subprocess.Popen]:
+    """A real two-trial sweep (ur-lstm then lstm, one at a time) in its own session: (argv, env, process)."""
+    argv = [sys.executable, "-m", "supervised.sweep", "adding", "--cells", "ur-lstm", "lstm", "--seeds", "0",
+            "--out", str(out), "--num-cpus", "1", "--max-concurrent", "1", "--steps", str(steps),
+            "--checkpoint-every", "10", *TINY_RUN]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+                               start_new_session=True)
+    return argv, env, process
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+
+
 def test_sigkill_of_the_whole_sweep_then_resume(tmp_path):
     # A real sweep (local Ray, one trial at a time) killed with SIGKILL, process group and all, while its
     # second trial is midway; --resume must keep the first trial as it was and continue the second from
     # its checkpoint to the bit-identical end. About 30 s, most of it Ray starting twice.
     out = tmp_path / "sweep"
-    argv = [sys.executable, "-m", "supervised.sweep", "adding", "--cells", "ur-lstm", "lstm", "--seeds", "0",
-            "--out", str(out), "--num-cpus", "1", "--max-concurrent", "1", "--steps", "500",
-            "--checkpoint-every", "10", *TINY_RUN]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
     first, second = out / "trials" / "ur-lstm-s0", out / "trials" / "lstm-s0"
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    argv, env, process = start_sweep(out, steps=500)
     try:
-        deadline = time.time() + 120
-        while not (second / CHECKPOINT).exists() and time.time() < deadline and process.poll() is None:
-            time.sleep(0.05)
+        wait_for(second / CHECKPOINT, process)
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL, "the sweep ended before it could be killed: raise --steps"
     finally:
@@ -158,17 +168,9 @@ def test_ctrl_c_stops_the_sweep_with_a_message_not_a_traceback(tmp_path):
     # Ctrl-C reaches the terminal's whole process group; Tune stops its trials and returns. The sweep
     # must then say which trials are unfinished and how to continue, and exit 130. About 20 s.
     out = tmp_path / "sweep"
-    argv = [sys.executable, "-m", "supervised.sweep", "adding", "--cells", "ur-lstm", "lstm", "--seeds", "0",
-            "--out", str(out), "--num-cpus", "1", "--max-concurrent", "1", "--steps", "2000",
-            "--checkpoint-every", "10", *TINY_RUN]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    _, _, process = start_sweep(out, steps=2000, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while not (out / "trials" / "ur-lstm-s0" / CHECKPOINT).exists() and time.time() < deadline \
-                and process.poll() is None:
-            time.sleep(0.05)
+        wait_for(out / "trials" / "ur-lstm-s0" / CHECKPOINT, process)
         os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
