@@ -2,7 +2,7 @@
 TVT release's agent options, other agent settings), then `rllib evaluate --probe` on its final
 checkpoint.
 
-    python benchmarks/agent_options_summary.py RUNS_DIR [--out docs/rl/agent_options_d0] \
+    python benchmarks/agent_options_summary.py RUNS_DIR [--out docs/rl/agent_options_d0] \\
         [--label NAME=TEXT ...] [--title TEXT]
 
 RUNS_DIR holds, per variant NAME, the experiment folder NAME/ (from ``rllib train ...

@@ -34,6 +34,18 @@ def test_parse_args_types_and_boolean_flags():
     assert defaults.colour_order == "instance" and defaults.num_epochs == 8 and defaults.minibatch_size == 0
 
 
+def test_help_explains_every_option_from_its_field_docstring(capsys):
+    with pytest.raises(SystemExit):
+        match.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert len(match.field_docs(match.Args)) == len(match.fields(match.Args))  # none without a text
+    assert "--timesteps TIMESTEPS env steps per trial (default: 2000000)" in text
+    assert "--results RESULTS a match_curves.csv kept from earlier sessions" in text
+    assert "(default: )" not in text and "(default: the experiment folder) (default" not in text
+    # The module docstring is the description, its commands whole (a backslash ends each line).
+    assert "--timesteps 2000000 \\ --results docs/rl/my_grid/match_curves.csv" in text
+
+
 def test_report_from_trial_results(tmp_path):
     experiment = tmp_path / "exp"
     experiment.mkdir()

@@ -156,8 +156,8 @@ def write_tables(rows: List[Dict[str, Any]], out: Path) -> Dict[str, Path]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m memory_agents.experiments.agents",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m memory_agents.experiments.agents", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="a match experiment folder")
     parser.add_argument("--out", required=True, help="folder for agents/, evaluations.csv and .md")
     parser.add_argument("--episodes", type=int, default=300)

@@ -27,13 +27,13 @@ finish, and start the next session with ``--results`` pointing at it. The runs t
 ``--timesteps`` there are not run again, the unfinished ones start over, and the report
 covers all of them::
 
-    python -m memory_agents.experiments.match --cells ur-lstm,lstm --delays 30 --timesteps 2000000 \
+    python -m memory_agents.experiments.match --cells ur-lstm,lstm --delays 30 --timesteps 2000000 \\
         --results docs/rl/my_grid/match_curves.csv --out-dir docs/rl/my_grid
 
 The agent options of DeepMind's TVT release (README, "Agent options"): the last action and
 reward as core inputs, and the auxiliary reconstruction loss (1 = the release's weights)::
 
-    python -m memory_agents.experiments.match --cells ur-lstm --delays 30 \
+    python -m memory_agents.experiments.match --cells ur-lstm --delays 30 \\
         --prev-action-reward --reconstruction-weight 1
 
 Re-plot a finished (or interrupted) experiment without training::
@@ -135,16 +135,33 @@ class Args:
     """torch threads per trial"""
 
 
+def field_docs(cls: type) -> Dict[str, str]:
+    """The docstring under each field of a dataclass, read from its source: the one text of an
+    option serves the code and ``--help``."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {target.target.id: " ".join(doc.value.value.split())
+            for target, doc in zip(body, body[1:])
+            if isinstance(target, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)}
+
+
 def parse_args(argv: Optional[List[str]] = None) -> Args:
     parser = argparse.ArgumentParser(
-        prog="python -m memory_agents.experiments.match", description=__doc__.split("\n")[0]
+        prog="python -m memory_agents.experiments.match", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    docs = field_docs(Args)
     for f in fields(Args):
         flag = "--" + f.name.replace("_", "-")
+        help = docs[f.name].replace("%", "%%")
+        if f.default != "" and "default" not in help:  # an empty default is said in the text
+            help += " (default: %(default)s)"
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs[f.name])
         else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=help)
     return Args(**vars(parser.parse_args(argv)))
 
 
