@@ -160,8 +160,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="a match experiment folder")
     parser.add_argument("--out", required=True, help="folder for agents/, evaluations.csv and .md")
-    parser.add_argument("--episodes", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=100_000, help="episode i is reset with seed+i")
+    parser.add_argument("--episodes", type=int, default=300, help="fresh greedy episodes per agent (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=100_000, help="episode i is reset with seed+i (default: %(default)s, never a training seed)")
     args = parser.parse_args(argv)
     import torch
 
