@@ -90,3 +90,29 @@ def test_unfinished_trials_are_skipped_and_earlier_rows_kept(grid, tmp_path, cap
     rows = list(csv.DictReader((out / "evaluations.csv").open()))
     assert sorted((r["cell"], r["seed"]) for r in rows) == [("lstm", "2"), ("ur-lstm", "0")]
     assert "| `lstm` | 3 | 2 |" in (out / "evaluations.md").read_text()
+
+
+def test_tables_are_sorted_and_a_kept_row_keeps_its_interval(tmp_path):
+    # A row kept from an earlier session comes back from its CSV rounded (0.4395 for 115/300's
+    # upper bound 0.43946); its interval must still print as its evaluation printed it.
+    def row(cell, seed, success, ci_low=0.0, ci_high=1.0):
+        return {"cell": cell, "delay": 30, "seed": seed, "env_steps": 2000640, "episodes": 300,
+                "success": success, "ci_low": ci_low, "ci_high": ci_high, "touched_left": 0.1,
+                "touched_centre": 0.2, "touched_right": 0.3, "touched_none": 0.4, "median_touch_step": 7.0,
+                "probe_accuracy": 0.8, "probe_chance": 0.347, "agent": f"agents/{cell}-s{seed}"}
+
+    with open(tmp_path / "evaluations.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=agents.EVAL_COLUMNS)
+        writer.writeheader()
+        writer.writerow(row("ur-gru", 1, "0.3833", "0.3301", "0.4395"))
+        writer.writerow(row("ur-gru", 0, "0.7900", "0.7404", "0.8323"))
+    paths = agents.write_tables([row("gru", 0, 250 / 300)], tmp_path, seed=7)
+    md = paths["md"].read_text()
+    assert "| `ur-gru` | 30 | 1 | 2,000,640 | 0.383 (0.330-0.439) |" in md
+    assert "| `gru` | 30 | 0 | 2,000,640 | 0.833 (0.787-0.871) |" in md  # interval from 250/300
+    assert [(r["cell"], r["seed"]) for r in csv.DictReader(paths["csv"].open())] == \
+        [("gru", "0"), ("ur-gru", "0"), ("ur-gru", "1")]
+    assert md.index("`gru`") < md.index("| `ur-gru` | 30 | 0") < md.index("| `ur-gru` | 30 | 1")
+    assert "--seed 7 --probe" in md
+    again = agents.write_tables([], tmp_path, seed=7)["md"].read_text()  # rebuilt from the CSV alone
+    assert again == md

@@ -122,22 +122,29 @@ def merge_kept(rows: List[Dict[str, Any]], kept_csv: Path) -> List[Dict[str, Any
     return merged
 
 
-def write_tables(rows: List[Dict[str, Any]], out: Path) -> Dict[str, Path]:
-    """evaluations.csv and .md of `rows` and of the earlier rows kept in OUT/evaluations.csv."""
+def write_tables(rows: List[Dict[str, Any]], out: Path, seed: int = 100_000) -> Dict[str, Path]:
+    """evaluations.csv and .md of `rows` and of the earlier rows kept in OUT/evaluations.csv,
+    both sorted by (delay, cell, seed)."""
+    from memory_agents.rllib.evaluate import wilson_interval
+
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "evaluations.csv", "md": out / "evaluations.md"}
-    rows = merge_kept(rows, paths["csv"])
+    rows = sorted(merge_kept(rows, paths["csv"]), key=lambda r: (r["delay"], r["cell"], r["seed"]))
+    for row in rows:
+        # The interval follows from the success count, so a kept row (its CSV rounded) prints
+        # the same interval as its own evaluation did.
+        row["ci_low"], row["ci_high"] = wilson_interval(round(row["success"] * row["episodes"]), row["episodes"])
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=EVAL_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
     lines = [
         "| cell | delay | seed | env steps | greedy success (95% CI) | touched left / centre / right / none "
         "| median touch step | memory probe (chance) |",
         "|---|---:|---:|---:|---|---|---:|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["delay"], r["cell"], r["seed"])):
+    for r in rows:
         lines.append(
             f"| `{r['cell']}` | {r['delay']} | {r['seed']} | {r['env_steps']:,} | "
             f"{r['success']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}) | "
@@ -148,7 +155,7 @@ def write_tables(rows: List[Dict[str, Any]], out: Path) -> Dict[str, Path]:
     lines.append("")
     lines.append(f"Each row: the trial's final checkpoint, exported to `{rows[0]['agent'].split('/')[0]}/`, "
                  f"{rows[0]['episodes']} fresh greedy episodes (`rllib evaluate --episodes "
-                 f"{rows[0]['episodes']} --seed 100000 --probe`). Memory probe: a linear read-out of "
+                 f"{rows[0]['episodes']} --seed {seed} --probe`). Memory probe: a linear read-out of "
                  f"the phase-1 colour from the recurrent state at the end of the delay, fitted on "
                  f"half the episodes and scored on the other half.")
     paths["md"].write_text("\n".join(lines) + "\n")
@@ -177,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"agents: error: {err}", file=sys.stderr)
         return 2
-    paths = write_tables(rows, Path(args.out))
+    paths = write_tables(rows, Path(args.out), seed=args.seed)
     print(paths["md"].read_text())
     return 0
 
