@@ -44,6 +44,7 @@ from supervised.plots import mean_std, plot_learning_curves
 from supervised.readers import DataError
 
 RECORD_KEY = "trial_record"  # Tune key of a trial's last report: its record (see trial_record) as JSON
+LOCK = ".lock"  # flock'ed while a sweep (in --out) or a trial (in its directory) runs
 
 
 class SweepInterrupted(Exception):
@@ -53,7 +54,6 @@ class SweepInterrupted(Exception):
         self.unfinished, self.out = unfinished, out
         super().__init__(f"interrupted: {len(unfinished)} trial(s) unfinished ({', '.join(unfinished)}); their "
                          f"checkpoints in {out} are kept, so the same command with --resume continues them")
-LOCK = ".lock"  # flock'ed while a sweep (in --out) or a trial (in its directory) runs
 
 
 def _arg(default: Any, help: str) -> Any:

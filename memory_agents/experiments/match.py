@@ -155,13 +155,13 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     docs = field_docs(Args)
     for f in fields(Args):
         flag = "--" + f.name.replace("_", "-")
-        help = docs[f.name].replace("%", "%%")
-        if f.default != "" and "default" not in help:  # an empty default is said in the text
-            help += " (default: %(default)s)"
+        text = docs[f.name].replace("%", "%%")
+        if f.default != "" and "default" not in text:  # an empty default is said in the text
+            text += " (default: %(default)s)"
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs[f.name])
         else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=help)
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=text)
     return Args(**vars(parser.parse_args(argv)))
 
 
