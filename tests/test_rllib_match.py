@@ -194,3 +194,73 @@ def test_a_run_in_the_experiment_replaces_its_kept_rows(tmp_path):
     df = __import__("pandas").read_csv(tmp_path / "out" / "match_curves.csv")
     assert len(df[df["cell"] == "lstm"]) == 4 and df[df["cell"] == "lstm"]["env_steps"].max() == 4000
     assert len(df[df["cell"] == "ur-lstm"]) == 3
+
+
+@pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("1", [0]), ("1,2", [1, 2]), ("4,", [4]), (" 2 , 0", [2, 0])])
+def test_seeds_is_a_count_or_a_list(text, seeds):
+    assert match.seed_list(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "", "a", "1,1", "-1", "1,x"])
+def test_bad_seeds_are_a_clear_error(text, tmp_path, capsys):
+    with pytest.raises(ValueError, match="--seeds must be a count"):
+        match.seed_list(text)
+    assert match.main(["--seeds", text, "--storage-path", str(tmp_path)]) == 2
+    assert "--seeds must be a count" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_kept_rows_before_an_extended_runs_first_iteration_stay(tmp_path):
+    """--results with an --extend-from experiment: the run's curve is the kept start followed by
+    the experiment's iterations; a run started over replaces its kept rows."""
+    old = tmp_path / "old"
+    old.mkdir()
+    _write_trial(old, "t0", "ur-lstm", 0, [0.1, 0.2, 0.3])
+    _write_trial(old, "t1", "lstm", 0, [0.1, 0.1])
+    match.write_report(old, tmp_path / "kept")
+    new = tmp_path / "new"
+    new.mkdir()
+    trial = new / "t0"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"cell": "ur-lstm", "delay": 30, "seed": 0}))
+    (trial / "result.json").write_text("".join(
+        json.dumps({"training_iteration": i, "env_steps": i * 1000, "train_success": 0.5}) + "\n" for i in (4, 5)))
+    _write_trial(new, "t1", "lstm", 0, [0.4])
+    match.write_report(new, tmp_path / "out", str(tmp_path / "kept" / "match_curves.csv"))
+    df = __import__("pandas").read_csv(tmp_path / "out" / "match_curves.csv")
+    ur = df[df["cell"] == "ur-lstm"]
+    assert list(ur["iteration"]) == [1, 2, 3, 4, 5]
+    assert list(ur["train_success"]) == [0.1, 0.2, 0.3, 0.5, 0.5]
+    assert list(df[df["cell"] == "lstm"]["train_success"]) == [0.4]
+
+
+def test_extend_from_continues_a_finished_grid(tmp_path, capsys):
+    """A real one-run grid of 1,400 steps, extended to 2,800 by a second experiment: the
+    iterations and env steps go on from the first grid's last checkpoint, the curve holds
+    both parts once, and bad extensions fail before Ray starts."""
+    common = ["--cells", "ur-lstm", "--delays", "5", "--seeds", "1", "--num-envs", "2", "--hidden-size", "16",
+              "--num-epochs", "1", "--train-batch-size", "280", "--minibatch-size", "70", "--eval-interval", "0",
+              "--storage-path", str(tmp_path), "--model-config", '{"head_hiddens": [8]}']
+    assert match.main(common + ["--timesteps", "1400", "--experiment-name", "short"]) == 0
+    first = match.collect_curves(tmp_path / "short")
+    assert first["env_steps"].max() == 1400 and list(first["iteration"]) == [1, 2, 3, 4, 5]
+
+    # Different agent settings, a seed that the grid does not hold, no more steps: clear errors.
+    for extra, message in ((["--timesteps", "2800", "--lr", "0.01"], "lr 0.001 there, 0.01 here"),
+                           (["--timesteps", "2800", "--seeds", "1,"], "no trial of cell ur-lstm, delay 5, seed 1"),
+                           (["--timesteps", "1400"], "already at 1,400 env steps")):
+        capsys.readouterr()
+        assert match.main(common + extra + ["--extend-from", str(tmp_path / "short"),
+                                            "--experiment-name", "bad"]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+
+    assert match.main(common + ["--timesteps", "2800", "--extend-from", str(tmp_path / "short"),
+                                "--experiment-name", "long"]) == 0
+    own = [json.loads(line) for trial in (tmp_path / "long").glob("train_trial_*")
+           for line in (trial / "result.json").read_text().splitlines()]
+    assert [r["match_iteration"] for r in own] == [6, 7, 8, 9, 10]  # went on, did not start over
+    assert [r["env_steps"] for r in own] == [1680, 1960, 2240, 2520, 2800]
+    df = match.collect_curves(tmp_path / "long")
+    assert list(df["iteration"]) == list(range(1, 11)) and df["env_steps"].is_monotonic_increasing
+    assert df["train_success"].iloc[:5].tolist() == first["train_success"].tolist()

@@ -30,6 +30,14 @@ covers all of them::
     python -m memory_agents.experiments.match --cells ur-lstm,lstm --delays 30 --timesteps 2000000 \\
         --results docs/rl/my_grid/match_curves.csv --out-dir docs/rl/my_grid
 
+A finished grid that needs more budget: ``--extend-from`` its experiment folder starts each
+run from its last checkpoint (weights, optimizer, env-step and iteration counts) and trains on to
+the new ``--timesteps``, so 2M steps become 3M without training the first 2M again. The agent
+settings must be the grid's, and ``--seeds 1,2`` picks seeds (a count N means 0..N-1)::
+
+    python -m memory_agents.experiments.match --cells ur-lstm,lstm --delays 90 --timesteps 3000000 \\
+        --extend-from RUNS/d90 --experiment-name d90_3m --results docs/rl/d90/match_curves.csv
+
 The agent options of DeepMind's TVT release (README, "Agent options"): the last action and
 reward as core inputs, and the auxiliary reconstruction loss (1 = the release's weights)::
 
@@ -78,8 +86,8 @@ class Args:
     """comma-separated cell names (memory_agents.cells.available_cells())"""
     delays: str = "15,30,60"
     """comma-separated distractor_steps"""
-    seeds: int = 3
-    """seeds 0..seeds-1 per (cell, delay)"""
+    seeds: str = "3"
+    """N: seeds 0..N-1 per (cell, delay); a comma-separated list (e.g. 1,2): those seeds"""
     timesteps: int = 2_000_000
     """env steps per trial"""
     task: str = "passive"
@@ -129,6 +137,10 @@ class Args:
     resume: bool = False
     """continue the interrupted grid --experiment-name: finished trials are kept, unfinished
     ones continue from their last checkpoint"""
+    extend_from: str = ""
+    """a finished match experiment folder: each run starts from the last checkpoint of the same
+    (cell, delay, seed) there, with its iteration and env-step counts, and trains on to
+    --timesteps; the agent settings must be the same"""
     checkpoint_freq: int = defaults.CHECKPOINT_FREQ
     """checkpoint each trial every N iterations (and every 5 minutes)"""
     torch_threads: int = defaults.TORCH_THREADS
@@ -176,6 +188,14 @@ def _get(result: Dict[str, Any], *keys: str) -> float:
 #: Written into each trial checkpoint next to the Algorithm's own files.
 PROGRESS_FILE = "match_progress.json"
 RUN_KEYS = ("cell", "delay", "seed")
+#: A trial's settings that shape the agent and its training, with the value a grid started
+#: before the setting existed ran with: `--extend-from` requires them equal.
+AGENT_SETTINGS = {
+    "task": "passive", "hidden_size": None, "num_envs": None, "lr": None, "num_epochs": None,
+    "train_batch_size": 0, "minibatch_size": 0, "colour_order": None, "entropy_coeff": None,
+    "prev_action_reward": defaults.PREV_ACTION_REWARD, "reconstruction_weight": defaults.RECONSTRUCTION_WEIGHT,
+    "model_config": "",
+}
 
 
 def trial_params(params: Dict[str, Any]) -> Dict[str, Any]:
@@ -185,6 +205,63 @@ def trial_params(params: Dict[str, Any]) -> Dict[str, Any]:
     flat = {k: v for k, v in params.items() if k != "run"}
     flat.update(params.get("run") or {})
     return flat
+
+
+def seed_list(text: str) -> List[int]:
+    """`--seeds`: a count N means seeds 0..N-1; a comma-separated list names the seeds."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0 or len(set(values)) < len(values) or (len(values) == 1 and values[0] == 0
+                                                                           and "," not in str(text)):
+        raise ValueError(f"--seeds must be a count (3: seeds 0, 1, 2) or a comma-separated list of distinct "
+                         f"seeds (1,2), got {text!r}")
+    return list(range(values[0])) if "," not in str(text) else values
+
+
+def run_key(params: Dict[str, Any]) -> str:
+    """A run's (cell, delay, seed) as one string: the key of `--extend-from`'s checkpoints."""
+    return f"{params['cell']}:{int(params['delay'])}:{int(params['seed'])}"
+
+
+def extension_checkpoints(folder: str, runs: List[Dict[str, Any]], args: "Args") -> Dict[str, str]:
+    """`--extend-from`: the last checkpoint of each planned run in that finished experiment, by
+    `run_key`. A ValueError names what is missing or differs, before Ray starts."""
+    root = Path(os.path.expanduser(folder))
+    if not root.is_dir():
+        raise ValueError(f"--extend-from {folder!r} is not a folder")
+    trials = {}
+    for params_file in root.glob("*/params.json"):
+        params = trial_params(json.loads(params_file.read_text()))
+        trials[run_key(params)] = (params_file.parent, params)
+    found = {}
+    for run in runs:
+        key = run_key(run)
+        if key not in trials:
+            raise ValueError(f"--extend-from {folder}: no trial of cell {run['cell']}, delay {run['delay']}, "
+                             f"seed {run['seed']} there")
+        trial, params = trials[key]
+        differ = [f"{name} {params.get(name, default)!r} there, {getattr(args, name)!r} here"
+                  for name, default in AGENT_SETTINGS.items()
+                  if _setting(name, params.get(name, default)) != _setting(name, getattr(args, name))]
+        if differ:
+            raise ValueError(f"--extend-from {trial}: its agent settings differ ({'; '.join(differ)})")
+        saved = [(json.loads(p.read_text())["env_steps"], p.parent) for p in trial.glob(f"checkpoint_*/{PROGRESS_FILE}")]
+        if not saved:
+            raise ValueError(f"--extend-from {trial}: no checkpoint to start from")
+        steps, checkpoint = max(saved)
+        if steps >= args.timesteps:
+            raise ValueError(f"--extend-from {trial}: already at {steps:,} env steps; --timesteps "
+                             f"({args.timesteps:,}) must be more")
+        found[key] = str(checkpoint.resolve())
+    return found
+
+
+def _setting(name: str, value: Any) -> Any:
+    # model_config is JSON text: compare what it means, not its spacing.
+    return parse_model_config(value) if name == "model_config" else value
 
 
 def finished_runs(results_csv: str, timesteps: int) -> set:
@@ -238,18 +315,22 @@ def train_trial(params: Dict[str, Any]) -> None:
     tag = f"[{params['cell']} delay={params['delay']} seed={params['seed']}]"
     steps, iteration = 0, 0
     restored = tune.get_checkpoint()
+    source = (params.get("extend_from") or {}).get(run_key(params))
     if restored is not None:
         with restored.as_directory() as folder:
-            algo.restore_from_path(folder)
-            progress = json.loads((Path(folder) / PROGRESS_FILE).read_text())
-        steps, iteration = progress["env_steps"], progress["iteration"]
+            steps, iteration = _restore(algo, folder)
         print(f"{tag} resumed at iteration {iteration}, {steps} env steps", flush=True)
+    elif source:  # the first start of an --extend-from run
+        steps, iteration = _restore(algo, source)
+        print(f"{tag} extends {source} from iteration {iteration}, {steps} env steps", flush=True)
     start, start_steps, last_save = time.time(), steps, time.monotonic()
     while steps < params["timesteps"]:
         result = algo.train()
         iteration += 1
         steps = int(_get(result, "env_runners", "num_env_steps_sampled_lifetime"))
         metrics = {
+            # Tune's training_iteration starts at 1 in an --extend-from trial; this goes on.
+            "match_iteration": iteration,
             "env_steps": steps,
             "train_success": _get(result, "env_runners", "success"),
             "train_last_phase_reward": _get(result, "env_runners", "last_phase_reward"),
@@ -276,6 +357,13 @@ def train_trial(params: Dict[str, Any]) -> None:
         else:
             tune.report(metrics)
     algo.stop()
+
+
+def _restore(algo, folder) -> tuple:
+    """Loads a trial checkpoint into `algo`; returns its (env steps, iteration)."""
+    algo.restore_from_path(str(folder))
+    progress = json.loads((Path(folder) / PROGRESS_FILE).read_text())
+    return progress["env_steps"], progress["iteration"]
 
 
 def parse_model_config(text: str) -> Dict[str, Any]:
@@ -325,13 +413,14 @@ def run_grid(args: Args) -> Optional[Path]:
     trainable = tune.with_resources(train_trial, PPO.default_resource_request(probe))
     runs = [{"seed": seed, "delay": delay, "cell": cell}
             # Seeds vary slowest, so the first finished trials already compare every cell.
-            for seed in range(args.seeds) for delay in delays for cell in cells]
+            for seed in seed_list(args.seeds) for delay in delays for cell in cells]
     if args.results and not args.resume:
         done = finished_runs(args.results, args.timesteps)
         runs = [r for r in runs if (r["cell"], r["delay"], r["seed"]) not in done]
         print(f"match: {len(done)} run(s) finished in {args.results}; {len(runs)} to run", flush=True)
         if not runs:
             return None
+    extend_from = extension_checkpoints(args.extend_from, runs, args) if args.extend_from and not args.resume else {}
     init_ray(args.ray_address or None, torch_threads=args.torch_threads)
     if args.resume:
         # Finished trials stay as they are; unfinished and failed ones continue from their
@@ -343,10 +432,8 @@ def run_grid(args: Args) -> Optional[Path]:
     param_space = {
         "run": tune.grid_search(runs),
         **{k: getattr(args, k) for k in (
-            "task", "timesteps", "hidden_size", "num_envs", "lr", "num_epochs", "train_batch_size",
-            "minibatch_size",
-            "colour_order", "entropy_coeff", "eval_interval", "eval_episodes", "checkpoint_freq",
-            "torch_threads", "prev_action_reward", "reconstruction_weight", "model_config")},
+            *AGENT_SETTINGS, "timesteps", "eval_interval", "eval_episodes", "checkpoint_freq", "torch_threads")},
+        **({"extend_from": extend_from} if extend_from else {}),
     }
     tuner = tune.Tuner(
         trainable,
@@ -362,6 +449,11 @@ def run_grid(args: Args) -> Optional[Path]:
     return experiment
 
 
+def _iteration(result: Dict[str, Any]) -> int:
+    # Trials before match_iteration existed count with Tune's own counter.
+    return result.get("match_iteration", result.get("training_iteration"))
+
+
 def collect_curves(experiment_dir: Path):
     """One row per (trial, iteration) from each trial's params.json and result.json."""
     import pandas as pd
@@ -372,13 +464,20 @@ def collect_curves(experiment_dir: Path):
         result_file = params_file.with_name("result.json")
         if not result_file.is_file():
             continue
-        for line in result_file.read_text().splitlines():
-            if not line.strip():
-                continue
-            result = json.loads(line)
+        results = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        source = (params.get("extend_from") or {}).get(run_key(params))
+        if source and results:
+            # An --extend-from run continues the iterations of the trial it started from: its
+            # curve begins with that trial's, where that folder is still here.
+            start = json.loads((Path(source) / PROGRESS_FILE).read_text())["iteration"]
+            before = Path(source).parent / "result.json"
+            if before.is_file():
+                results = [r for r in (json.loads(line) for line in before.read_text().splitlines() if line.strip())
+                           if _iteration(r) <= start] + results
+        for result in results:
             rows.append({
                 "cell": params["cell"], "delay": params["delay"], "seed": params["seed"],
-                "iteration": result.get("training_iteration"),
+                "iteration": _iteration(result),
                 **{k: result.get(k, np.nan) for k in CURVE_COLUMNS[4:]},
             })
     if not rows:
@@ -495,8 +594,11 @@ def write_report(experiment_dir: Optional[Path], out_dir: Path, results: str = "
     if results:
         kept = pd.read_csv(Path(os.path.expanduser(results)))
         if frames:
-            new = set(map(tuple, frames[0][list(RUN_KEYS)].drop_duplicates().itertuples(index=False)))
-            kept = kept[[tuple(r) not in new for r in kept[list(RUN_KEYS)].itertuples(index=False)]]
+            # A run in both comes from the experiment; the kept rows before its first iteration
+            # stay (they are the start of an --extend-from run, none for a run started over).
+            first = frames[0].groupby(list(RUN_KEYS))["iteration"].min().rename("first").reset_index()
+            kept = kept.merge(first, on=list(RUN_KEYS), how="left")
+            kept = kept[kept["first"].isna() | (kept["iteration"] < kept["first"])].drop(columns="first")
         frames.insert(0, kept.reindex(columns=CURVE_COLUMNS))
     df = pd.concat(frames, ignore_index=True).sort_values(["cell", "delay", "seed", "env_steps"])
     out_dir.mkdir(parents=True, exist_ok=True)
