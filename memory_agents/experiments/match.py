@@ -209,16 +209,17 @@ def trial_params(params: Dict[str, Any]) -> Dict[str, Any]:
 
 def seed_list(text: str) -> List[int]:
     """`--seeds`: a count N means seeds 0..N-1; a comma-separated list names the seeds."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    text = str(text)
     try:
-        values = [int(p) for p in parts]
+        values = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         values = []
-    if not values or min(values) < 0 or len(set(values)) < len(values) or (len(values) == 1 and values[0] == 0
-                                                                           and "," not in str(text)):
+    if "," not in text:  # a count
+        values = list(range(values[0])) if values else []
+    if not values or min(values) < 0 or len(set(values)) < len(values):
         raise ValueError(f"--seeds must be a count (3: seeds 0, 1, 2) or a comma-separated list of distinct "
                          f"seeds (1,2), got {text!r}")
-    return list(range(values[0])) if "," not in str(text) else values
+    return values
 
 
 def run_key(params: Dict[str, Any]) -> str:
