@@ -531,7 +531,7 @@ def plot_curves(df, path: Path, metrics: List[str]) -> None:
                 with warnings.catch_warnings():  # all-NaN columns past a seed's last step
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean, low, high = (f(curves, 0) for f in (np.nanmean, np.nanmin, np.nanmax))
-                line = ax.plot(grid / 1e6, mean, label=f"{cell} ({len(curves)} seeds)")[0]
+                line = ax.plot(grid / 1e6, mean, label=f"{cell} ({len(curves)} seed{'s' if len(curves) != 1 else ''})")[0]
                 ax.fill_between(grid / 1e6, low, high, color=line.get_color(), alpha=0.2)
             if metric == "entropy":
                 ax.set(ylim=(0, 1.45))
