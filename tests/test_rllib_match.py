@@ -264,3 +264,31 @@ def test_extend_from_continues_a_finished_grid(tmp_path, capsys):
     df = match.collect_curves(tmp_path / "long")
     assert list(df["iteration"]) == list(range(1, 11)) and df["env_steps"].is_monotonic_increasing
     assert df["train_success"].iloc[:5].tolist() == first["train_success"].tolist()
+
+
+def test_a_report_never_silently_drops_runs_of_the_csv_it_replaces(tmp_path, capsys):
+    """A grid that ends without --results, after another grid has written the same out dir
+    (two queue workers), must not erase that grid's runs: the old file is kept beside it."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    _write_trial(first, "t0", "ur-lstm", 0, [0.3, 0.5, 0.9])
+    _write_trial(second, "t0", "lstm", 0, [0.3, 0.3, 0.4])
+    out = tmp_path / "out"
+    match.write_report(first, out)
+    capsys.readouterr()
+    match.write_report(second, out)  # no --results: the report holds lstm alone
+    kept = sorted(out.glob("match_curves.*.csv"))
+    assert len(kept) == 1
+    pd = __import__("pandas")
+    assert set(pd.read_csv(kept[0])["cell"]) == {"ur-lstm"}
+    assert set(pd.read_csv(out / "match_curves.csv")["cell"]) == {"lstm"}
+    err = capsys.readouterr().err
+    assert "ur-lstm delay 30 seed 0" in err and str(kept[0]) in err
+    # Merging them back, as the message says, gives both runs and moves nothing aside.
+    match.write_report(second, out, str(kept[0]))
+    assert set(pd.read_csv(out / "match_curves.csv")["cell"]) == {"ur-lstm", "lstm"}
+    assert len(list(out.glob("match_curves.*.csv"))) == 1
+    # A report that keeps every run (the same grid again) replaces the file in place.
+    match.write_report(second, out, str(out / "match_curves.csv"))
+    assert len(list(out.glob("match_curves.*.csv"))) == 1

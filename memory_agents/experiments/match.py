@@ -580,6 +580,36 @@ def results_table(df, metric: str) -> str:
     return "\n".join(lines)
 
 
+def _keep_dropped_runs(csv_path: Path, df) -> Optional[Path]:
+    """Before `df` replaces the match_curves.csv at `csv_path`: if that file holds runs that
+    `df` lacks (a run written there by another grid since, or a report made without
+    --results), move it aside to match_curves.<UTC time>.csv and say so, so that no finished
+    run's curve is lost silently. Returns the new path of the old file, or None."""
+    import pandas as pd
+
+    if not csv_path.exists():
+        return None
+    try:
+        old = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        old = None
+    if old is not None and not set(RUN_KEYS) <= set(old.columns):
+        old = None  # not a match_curves.csv: nothing of ours to keep, but do not clobber it
+    if old is not None:
+        keys = lambda frame: set(map(tuple, frame[list(RUN_KEYS)].drop_duplicates().itertuples(index=False)))
+        dropped = keys(old) - keys(df)
+        if not dropped:
+            return None
+        what = ", ".join(f"{c} delay {d} seed {s}" for c, d, s in sorted(dropped))
+    else:
+        what = "a file that is not a match curves CSV"
+    moved = csv_path.with_name(f"match_curves.{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.csv")
+    csv_path.rename(moved)
+    print(f"match: {csv_path} held runs this report does not ({what}); kept as {moved}. "
+          f"Merge them with: --plot-only EXPERIMENT --results {moved}", file=sys.stderr, flush=True)
+    return moved
+
+
 def write_report(experiment_dir: Optional[Path], out_dir: Path, results: str = "") -> Dict[str, Path]:
     """CSV, figure and table of the experiment's trials and, with `results`, of the runs kept
     in that match_curves.csv (a run in both comes from the experiment)."""
@@ -610,6 +640,7 @@ def write_report(experiment_dir: Optional[Path], out_dir: Path, results: str = "
         "png": out_dir / "match_success.png",
         "table": out_dir / "match_table.md",
     }
+    _keep_dropped_runs(paths["csv"], df)
     df.to_csv(paths["csv"], index=False)
     plot_curves(df, paths["png"], curve_metrics)
     paths["table"].write_text("\n\n".join(results_table(df, m) for m in metrics) + "\n")
